@@ -1,0 +1,31 @@
+# Two commands for a newcomer: `make run` (install + the whole workflow on config/config.yaml)
+# and `make test` (install + the test suite). Everything lands in .venv; nothing else on the machine changes.
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+export HF_HUB_OFFLINE := 1
+export TRANSFORMERS_OFFLINE := 1
+
+.PHONY: install run test lint clean
+
+install: $(VENV)/.installed
+
+$(VENV)/.installed: requirements.txt pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install --quiet -r requirements.txt
+	$(BIN)/pip install --quiet --no-deps -e .
+	touch $@
+
+run: install
+	$(BIN)/snakemake --cores all --profile profiles/default
+
+test: install
+	$(BIN)/python -m pytest
+
+lint: install
+	$(BIN)/snakemake --lint
+	$(BIN)/snakefmt --check .
+
+clean:
+	rm -rf results/* .snakemake logs

@@ -1,0 +1,22 @@
+# bbqrec: BBQRec as a Snakemake workflow. Stages, in data-flow order:
+#   prepare_data -> embed_text / embed_image / behavior_embed -> quantize -> assign_sids -> train -> evaluate -> compare
+# Each stage is one file under workflow/rules/; input logic lives in workflow/rules/common.smk.
+from snakemake.utils import min_version
+
+min_version("9.0")
+
+
+configfile: "config/config.yaml"
+
+
+report: "workflow/report/workflow.rst"
+
+
+include: "workflow/rules/common.smk"
+include: "workflow/rules/data.smk"
+
+
+rule all:
+    input:
+        get_final_outputs(),
+    default_target: True

@@ -1,0 +1,103 @@
+"""Artifact I/O shared by every stage: atomic writes, Parquet metadata, run provenance.
+
+Every artifact is written to a temporary name in the destination folder and renamed into place, so a
+crashed or interrupted stage never leaves a half-written file that Snakemake would take as complete.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import platform
+import sys
+import tempfile
+from pathlib import Path
+from typing import Any, Iterator
+
+import polars as pl
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+
+class InputError(ValueError):
+    """Bad input from the user: a file, line, column or config key that is not what was expected.
+
+    The message always names the place (file and line, or config key) and what was expected.
+    """
+
+
+@contextlib.contextmanager
+def atomic_path(path: str | os.PathLike, suffix: str = "") -> Iterator[Path]:
+    """Yield a temporary path beside `path`; rename it onto `path` only if the block succeeds."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=suffix or ".tmp", dir=path.parent)
+    os.close(fd)
+    tmp_path = Path(tmp)
+    try:
+        yield tmp_path
+        os.replace(tmp_path, path)
+    finally:
+        if tmp_path.exists():
+            tmp_path.unlink()
+
+
+def write_parquet(
+    frame: pl.DataFrame | pa.Table, path: str | os.PathLike, metadata: dict[str, Any] | None = None
+) -> None:
+    """Write a frame atomically; `metadata` values are stored JSON-encoded in the Parquet schema metadata."""
+    table = frame.to_arrow() if isinstance(frame, pl.DataFrame) else frame
+    if metadata:
+        merged = dict(table.schema.metadata or {})
+        merged.update({k.encode(): json.dumps(v, sort_keys=True).encode() for k, v in metadata.items()})
+        table = table.replace_schema_metadata(merged)
+    with atomic_path(path, ".parquet") as tmp:
+        pq.write_table(table, tmp, compression="zstd")
+
+
+def read_parquet_metadata(path: str | os.PathLike) -> dict[str, Any]:
+    """The JSON-decoded key/value metadata written by `write_parquet` (Arrow's own keys skipped)."""
+    raw = pq.read_schema(path).metadata or {}
+    out = {}
+    for k, v in raw.items():
+        key = k.decode()
+        if key.startswith("ARROW:") or key == "pandas":
+            continue
+        try:
+            out[key] = json.loads(v)
+        except json.JSONDecodeError:
+            out[key] = v.decode()
+    return out
+
+
+def write_json(obj: Any, path: str | os.PathLike) -> None:
+    """Write JSON atomically, keys sorted so that equal content gives equal bytes."""
+    with atomic_path(path, ".json") as tmp:
+        tmp.write_text(json.dumps(obj, indent=2, sort_keys=True, default=_json_default) + "\n")
+
+
+def _json_default(value: Any) -> Any:
+    if hasattr(value, "item"):  # numpy / torch scalars
+        return value.item()
+    if isinstance(value, Path):
+        return str(value)
+    raise TypeError(f"not JSON serialisable: {type(value).__name__}")
+
+
+def provenance(config: dict[str, Any] | None = None, seed: int | None = None) -> dict[str, Any]:
+    """What produced a result: seed, package versions, platform and the config that was used."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    versions = {"python": sys.version.split()[0]}
+    for pkg in ("bbqrec", "torch", "polars", "pyarrow", "numpy", "faiss-cpu", "sentence-transformers", "timm"):
+        try:
+            versions[pkg] = version(pkg)
+        except PackageNotFoundError:
+            continue
+    return {
+        "seed": seed,
+        "versions": versions,
+        "platform": platform.platform(),
+        "config": config or {},
+    }

@@ -1,0 +1,59 @@
+# Stage 1: bring in the raw sources and prepare each dataset (ids, leave-one-out split, stats).
+
+
+rule download:
+    output:
+        directory("resources/data/{source}"),
+    log:
+        "logs/download/{source}.log",
+    params:
+        script=script("download.py"),
+        mirror=get_download_mirror_arg(),
+    conda:
+        "../../envs/data.yaml"
+    threads: 1
+    resources:
+        mem_mb=1000,
+        runtime=30,
+    shell:
+        "python {params.script} --source {wildcards.source} --dest {output}"
+        " {params.mirror} --log {log}"
+
+
+rule prepare_data:
+    input:
+        sources=get_prepare_sources,
+        dataset_config="config/datasets/{dataset}.yaml",
+    output:
+        interactions="results/{dataset}/data/interactions.parquet",
+        items="results/{dataset}/data/items.parquet",
+        users="results/{dataset}/data/users.parquet",
+        train="results/{dataset}/data/train.parquet",
+        valid="results/{dataset}/data/valid.parquet",
+        test="results/{dataset}/data/test.parquet",
+        stats=report(
+            "results/{dataset}/data/stats.json",
+            caption="../report/stats.rst",
+            category="1. Data",
+            subcategory="{dataset}",
+        ),
+    log:
+        "logs/prepare_data/{dataset}.log",
+    params:
+        script=script("prepare_data.py"),
+        data_root=get_data_root,
+        options=get_prepare_options,
+    conda:
+        "../../envs/data.yaml"
+    threads: 1
+    resources:
+        mem_mb=2000,
+        runtime=30,
+    shell:
+        "python {params.script} --dataset-config {input.dataset_config}"
+        " --data-root {params.data_root} --out results/{wildcards.dataset}/data"
+        " --max-history-len {params.options[max_history_len]}"
+        " --min-seq-len {params.options[min_seq_len]}"
+        " --k-core {params.options[k_core]}"
+        " --duplicates {params.options[duplicates]}"
+        " --log {log}"
