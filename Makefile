@@ -3,6 +3,8 @@
 PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
+# Rules call `python`: the venv's, first on PATH.
+export PATH := $(abspath $(BIN)):$(PATH)
 export HF_HUB_OFFLINE := 1
 export TRANSFORMERS_OFFLINE := 1
 
@@ -18,7 +20,7 @@ $(VENV)/.installed: requirements.txt pyproject.toml
 	touch $@
 
 run: install
-	$(BIN)/snakemake --cores all --profile profiles/default
+	snakemake --cores all
 
 test: install
 	$(BIN)/python -m pytest

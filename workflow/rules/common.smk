@@ -5,13 +5,9 @@ from pathlib import Path
 
 from snakemake.utils import validate
 
-# The stage scripts and this file import the project package from src/ (no install needed for a run);
-# exported so that jobs on a cluster see it too.
+# This file imports the project package from src/; stage scripts get it through PYTHONPATH (see `script`).
 SRC_DIR = str(Path(workflow.basedir) / "src")
 sys.path.insert(0, SRC_DIR)
-os.environ["PYTHONPATH"] = os.pathsep.join(
-    p for p in (SRC_DIR, os.environ.get("PYTHONPATH", "")) if p
-)
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 from bbqrec.data.config import load_dataset_config, merge_prepare_options  # noqa: E402
@@ -21,7 +17,9 @@ validate(config, schema="../schemas/config.schema.yaml")
 
 DATASETS = config["datasets"]
 DATASET_DIR = Path(workflow.basedir) / "config" / "datasets"
-DATASET_CONFIGS = {name: load_dataset_config(DATASET_DIR / f"{name}.yaml") for name in DATASETS}
+DATASET_CONFIGS = {
+    name: load_dataset_config(DATASET_DIR / f"{name}.yaml") for name in DATASETS
+}
 DATA_ROOT = Path(config["data_root"])
 RESOURCES = Path("resources")
 SCRIPTS = Path(workflow.basedir) / "workflow" / "scripts"
@@ -33,8 +31,8 @@ wildcard_constraints:
 
 
 def script(name):
-    """The path of a stage script, for `shell:` commands."""
-    return str(SCRIPTS / name)
+    """`python <stage script>` with the project package importable without an install (cluster nodes too)."""
+    return f"PYTHONPATH={SRC_DIR}{os.pathsep}${{PYTHONPATH:-}} python {SCRIPTS / name}"
 
 
 def get_data_root(wildcards):

@@ -6,18 +6,18 @@ rule download:
         directory("resources/data/{source}"),
     log:
         "logs/download/{source}.log",
-    params:
-        script=script("download.py"),
-        mirror=get_download_mirror_arg(),
     conda:
         "../../envs/data.yaml"
     threads: 1
     resources:
         mem_mb=1000,
         runtime=30,
+    params:
+        script=script("download.py"),
+        mirror=get_download_mirror_arg(),
     shell:
-        "python {params.script} --source {wildcards.source} --dest {output}"
-        " {params.mirror} --log {log}"
+        "{params.script} --source {wildcards.source} --dest {output}"
+        " {params.mirror} > {log} 2>&1"
 
 
 rule prepare_data:
@@ -26,7 +26,7 @@ rule prepare_data:
         dataset_config="config/datasets/{dataset}.yaml",
     output:
         interactions="results/{dataset}/data/interactions.parquet",
-        items="results/{dataset}/data/items.parquet",
+        item_table="results/{dataset}/data/items.parquet",
         users="results/{dataset}/data/users.parquet",
         train="results/{dataset}/data/train.parquet",
         valid="results/{dataset}/data/valid.parquet",
@@ -39,21 +39,21 @@ rule prepare_data:
         ),
     log:
         "logs/prepare_data/{dataset}.log",
-    params:
-        script=script("prepare_data.py"),
-        data_root=get_data_root,
-        options=get_prepare_options,
     conda:
         "../../envs/data.yaml"
     threads: 1
     resources:
         mem_mb=2000,
         runtime=30,
+    params:
+        script=script("prepare_data.py"),
+        data_root=get_data_root,
+        options=get_prepare_options,
     shell:
-        "python {params.script} --dataset-config {input.dataset_config}"
+        "{params.script} --dataset-config {input.dataset_config}"
         " --data-root {params.data_root} --out results/{wildcards.dataset}/data"
         " --max-history-len {params.options[max_history_len]}"
         " --min-seq-len {params.options[min_seq_len]}"
         " --k-core {params.options[k_core]}"
         " --duplicates {params.options[duplicates]}"
-        " --log {log}"
+        " > {log} 2>&1"

@@ -1,0 +1,42 @@
+"""Shared fixtures: the repository root and the real datasets in ../shared/data (beside the repository)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+SHARED_DATA = REPO_ROOT.parent / "shared" / "data"
+
+
+@pytest.fixture(scope="session")
+def repo_root() -> Path:
+    return REPO_ROOT
+
+
+@pytest.fixture(scope="session")
+def shared_data() -> Path:
+    """The real datasets; tests that need them are skipped where they are not checked out beside the repo."""
+    if not SHARED_DATA.is_dir():
+        pytest.skip(f"real data not found at {SHARED_DATA} (expected ../shared/data beside the repository)")
+    return SHARED_DATA
+
+
+@pytest.fixture(scope="session")
+def prepared(shared_data, repo_root, tmp_path_factory):
+    """prepared(name, **options) -> the out dir of config/datasets/<name>.yaml, prepared once per session."""
+    from bbqrec.data import load_dataset_config, prepare_dataset
+
+    cache: dict[tuple, Path] = {}
+
+    def run(name: str, **options) -> Path:
+        key = (name, *sorted(options.items()))
+        if key not in cache:
+            out = tmp_path_factory.mktemp(f"prepared-{name}") / "data"
+            cfg = load_dataset_config(repo_root / "config" / "datasets" / f"{name}.yaml")
+            prepare_dataset(cfg, shared_data, out, **options)
+            cache[key] = out
+        return cache[key]
+
+    return run
