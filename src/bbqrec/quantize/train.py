@@ -1,0 +1,216 @@
+"""Tokenizer inputs (embedding Parquet files, training sequences) and the training loop.
+
+One epoch is one pass over the items in shuffled batches; each step also draws `seq_batch_size` training
+sequences (cycling through a shuffled order) for the sequence-to-item contrast, whose items are encoded once
+(behaviour-aligned encoders and quantizer only). Two optimisers alternate per step: the CLUB nets are fitted
+by maximum likelihood on the detached batch, then the encoders, decoders, codebook and sequence encoder take
+one step on the full loss. The CLUB nets are fitted even at `club_weight: 0`, so the log shows the bound the
+encoders then leave alone (the `bbq-no-club` ablation).
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import polars as pl
+import torch
+
+from bbqrec.io import InputError
+from bbqrec.quantize.tokenizer import BBQTokenizer, TokenizerConfig
+
+log = logging.getLogger(__name__)
+
+# The presence flag each embedding file carries besides a null embedding (behaviour has none).
+PRESENCE_COLUMN = {"text": "has_text", "image": "has_image", "behavior": None}
+
+
+@dataclass
+class TokenizerInputs:
+    item_ids: np.ndarray  # [N] int32, ascending
+    features: dict[str, torch.Tensor]  # stream -> [N, D_s] float32 (zeros where missing)
+    present: dict[str, torch.Tensor]  # stream -> [N] bool
+    sequences: torch.Tensor | None = None  # [U, T] int64 item rows, right-padded with −1
+
+    @property
+    def input_dims(self) -> dict[str, int]:
+        return {s: f.shape[1] for s, f in self.features.items()}
+
+
+def read_embeddings(path: Path, stream: str) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(item_ids [N], features [N, D] with zero rows where missing, present [N]) of one embedding file."""
+    if not path.exists():
+        raise InputError(f"{path}: missing embedding file for stream `{stream}`")
+    frame = pl.read_parquet(path)
+    for column in ("item_id", "embedding"):
+        if column not in frame.columns:
+            raise InputError(f"{path}: expected column `{column}`, found {frame.columns}")
+    if not isinstance(frame.schema["embedding"], pl.Array):
+        raise InputError(
+            f"{path}: column `embedding` must be fixed_size_list<float32>, got {frame.schema['embedding']}"
+        )
+    item_ids = frame["item_id"].cast(pl.Int32).to_numpy()
+    if len(item_ids) and not (np.diff(item_ids) > 0).all():
+        bad = int(np.argmax(np.diff(item_ids) <= 0)) + 1
+        raise InputError(
+            f"{path}: row {bad}: item_id must be unique and ascending, got {item_ids[bad]} after {item_ids[bad - 1]}"
+        )
+    present = frame["embedding"].is_not_null().to_numpy()
+    flag = PRESENCE_COLUMN[stream]
+    if flag in frame.columns:
+        mismatch = np.flatnonzero(frame[flag].fill_null(False).to_numpy() != present)
+        if len(mismatch):
+            raise InputError(f"{path}: row {mismatch[0]}: `{flag}` disagrees with whether `embedding` is null")
+    dim = frame.schema["embedding"].size
+    features = np.zeros((len(frame), dim), dtype=np.float32)
+    if present.any():
+        features[present] = frame.filter(pl.Series(present))["embedding"].to_numpy().astype(np.float32)
+    bad_rows = np.flatnonzero(~np.isfinite(features).all(1))
+    if len(bad_rows):
+        raise InputError(f"{path}: row {bad_rows[0]}: embedding has non-finite values")
+    return item_ids, features, present
+
+
+def load_embeddings(embeddings_dir: str | Path, streams: tuple[str, ...]) -> TokenizerInputs:
+    """Read `<embeddings_dir>/<stream>.parquet` for each stream; all must list the same items."""
+    embeddings_dir = Path(embeddings_dir)
+    item_ids, features, present = None, {}, {}
+    for stream in streams:
+        path = embeddings_dir / f"{stream}.parquet"
+        ids, feats, pres = read_embeddings(path, stream)
+        if item_ids is None:
+            item_ids = ids
+        elif not np.array_equal(ids, item_ids):
+            raise InputError(f"{path}: item_id column differs from {streams[0]}.parquet (expected the same items)")
+        if not pres.any():
+            raise InputError(
+                f"{path}: no item has an embedding for stream `{stream}` (set the tokenizer option `modalities` to the"
+                " content streams this dataset has)"
+            )
+        features[stream], present[stream] = torch.from_numpy(feats), torch.from_numpy(pres)
+    return TokenizerInputs(item_ids=item_ids, features=features, present=present)
+
+
+def load_sequences(train_path: str | Path, item_ids: np.ndarray, max_len: int) -> torch.Tensor:
+    """The last `max_len` items of each training sequence as item rows, right-padded with −1 ([U, T]).
+
+    Sequences shorter than 2 items have no next item to predict and are left out.
+    """
+    train_path = Path(train_path)
+    frame = pl.read_parquet(train_path)
+    if "items" not in frame.columns:
+        raise InputError(f"{train_path}: expected column `items` (list<i32>), found {frame.columns}")
+    tails = frame.select(pl.col("items").list.tail(max_len).alias("seq")).filter(pl.col("seq").list.len() >= 2)
+    lengths = tails["seq"].list.len().to_numpy().astype(np.int64)
+    flat = tails["seq"].explode().cast(pl.Int64).to_numpy()
+    rows = np.searchsorted(item_ids, flat)
+    unknown = np.flatnonzero((rows >= len(item_ids)) | (item_ids[np.minimum(rows, len(item_ids) - 1)] != flat))
+    if len(unknown):
+        raise InputError(f"{train_path}: item_id {flat[unknown[0]]} is not in the embedding files")
+    user = np.repeat(np.arange(len(lengths)), lengths)
+    position = np.arange(len(flat)) - np.repeat(np.cumsum(lengths) - lengths, lengths)
+    padded = np.full((len(lengths), int(lengths.max(initial=0))), -1, dtype=np.int64)
+    padded[user, position] = rows
+    return torch.from_numpy(padded)
+
+
+def train_tokenizer(inputs: TokenizerInputs, config: TokenizerConfig, seed: int) -> tuple[BBQTokenizer, pl.DataFrame]:
+    """Train a tokenizer; returns the model (eval mode) and one log row per epoch with every loss term."""
+    deterministic = torch.are_deterministic_algorithms_enabled()
+    torch.use_deterministic_algorithms(True)
+    try:
+        return _train(inputs, config, seed)
+    finally:
+        torch.use_deterministic_algorithms(deterministic)
+
+
+def _train(inputs: TokenizerInputs, config: TokenizerConfig, seed: int) -> tuple[BBQTokenizer, pl.DataFrame]:
+    torch.manual_seed(seed)
+    generator = torch.Generator().manual_seed(seed)
+    c = config
+    model = BBQTokenizer(c, inputs.input_dims)
+    features = {s: inputs.features[s] for s in c.streams}
+    present = {s: inputs.present[s] for s in c.streams}
+    model.set_input_statistics(features, present)
+    model.kmeans_init(features, present, seed=seed)
+    optimiser = torch.optim.Adam(model.main_parameters(), lr=c.lr, weight_decay=c.weight_decay)
+    club_optimiser = torch.optim.Adam(model.club_parameters(), lr=c.club_lr)
+    sequences = inputs.sequences if c.seq_weight > 0 and inputs.sequences is not None else None
+    sequence_order, sequence_cursor = torch.empty(0, dtype=torch.long), 0
+    n_items = len(inputs.item_ids)
+    rows = []
+    for epoch in range(c.epochs):
+        start = time.perf_counter()
+        model.train()
+        usage = {b: torch.zeros(c.levels, c.codebook_size, dtype=torch.long) for b in model.quantizers}
+        pools: dict[str, torch.Tensor] = {}
+        sums: dict[str, float] = {}
+        steps = 0
+        for batch in torch.randperm(n_items, generator=generator).split(c.batch_size):
+            x = {s: features[s][batch] for s in c.streams}
+            encoded = model.encode(x, {s: present[s][batch] for s in c.streams})
+            sequence_items, step_sequences = None, None
+            if sequences is not None:
+                if sequence_cursor >= len(sequence_order):
+                    sequence_order, sequence_cursor = torch.randperm(len(sequences), generator=generator), 0
+                step_sequences = sequences[sequence_order[sequence_cursor : sequence_cursor + c.seq_batch_size]]
+                sequence_cursor += c.seq_batch_size
+                # Encode each item of the step's sequences once; the sequences then index that set.
+                items, local = torch.unique(step_sequences.clamp(min=0), return_inverse=True)
+                step_sequences = torch.where(step_sequences >= 0, local, -1)
+                sequence_items = model.encode(
+                    {s: features[s][items] for s in c.streams},
+                    {s: present[s][items] for s in c.streams},
+                    specific=False,
+                )
+
+            fit = model.club_fit_loss(encoded)
+            if fit is not None:
+                club_optimiser.zero_grad()
+                fit.backward()
+                club_optimiser.step()
+                sums["club_fit"] = sums.get("club_fit", 0.0) + fit.item()
+            losses = model.losses(encoded, x, sequence_items, step_sequences)
+            optimiser.zero_grad()
+            losses.total.backward()
+            optimiser.step()
+
+            sums["total"] = sums.get("total", 0.0) + losses.total.item()
+            for name, value in losses.terms.items():
+                sums[name] = sums.get(name, 0.0) + value.item()
+            _count_usage(model, encoded, usage, pools)
+            steps += 1
+        reseeded = 0
+        if c.reseed_dead_codes and epoch < c.epochs - 1:
+            for book, quantizer in model.quantizers.items():
+                if book in pools and len(pools[book]):
+                    reseeded += quantizer.reseed_dead_codes(usage[book], pools[book], generator)
+        row = {"epoch": epoch, **{k: v / steps for k, v in sorted(sums.items())}}
+        row["level1_codes_used"] = min(int((u[0] > 0).sum()) for u in usage.values())
+        row["dead_codes_reseeded"] = reseeded
+        row["seconds"] = time.perf_counter() - start
+        rows.append(row)
+        log.info("epoch %d %s", epoch, {k: round(v, 4) if isinstance(v, float) else v for k, v in row.items()})
+    model.eval()
+    return model, pl.DataFrame(rows).with_columns(
+        pl.col("epoch", "level1_codes_used", "dead_codes_reseeded").cast(pl.Int32)
+    )
+
+
+def _count_usage(model: BBQTokenizer, encoded, usage, pools) -> None:
+    """Add the batch's codes to the epoch usage counts; keep the batch residuals as the re-seeding pool."""
+    c = model.config
+    residuals: dict[str, list[torch.Tensor]] = {}
+    for s in c.streams:
+        book = "shared" if c.codebook == "shared" else s
+        o = encoded[s]
+        rows = o.present.bool()
+        codes = o.quant.codes[rows]
+        for level in range(c.levels):
+            usage[book][level] += torch.bincount(codes[:, level], minlength=c.codebook_size)
+        residuals.setdefault(book, []).append(o.quant.residuals[rows].detach())
+    for book, parts in residuals.items():
+        pools[book] = torch.cat(parts)
