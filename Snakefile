@@ -14,6 +14,9 @@ report: "workflow/report/workflow.rst"
 
 include: "workflow/rules/common.smk"
 include: "workflow/rules/data.smk"
+include: "workflow/rules/embed.smk"
+include: "workflow/rules/quantize.smk"
+include: "workflow/rules/train.smk"
 
 
 rule all:

@@ -1,8 +1,10 @@
 # Config validation, dataset catalogue and input functions shared by every stage.
+import json
 import os
 import sys
 from pathlib import Path
 
+from snakemake.exceptions import WorkflowError
 from snakemake.utils import validate
 
 # This file imports the project package from src/; stage scripts get it through PYTHONPATH (see `script`).
@@ -12,6 +14,8 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 from bbqrec.data.config import load_dataset_config, merge_prepare_options  # noqa: E402
 from bbqrec.data.download import resolve_source  # noqa: E402
+from bbqrec.models.variants import get_variant  # noqa: E402
+from bbqrec.quantize.tokenizer import tokenizer_config  # noqa: E402
 
 validate(config, schema="../schemas/config.schema.yaml")
 
@@ -20,6 +24,22 @@ DATASET_DIR = Path(workflow.basedir) / "config" / "datasets"
 DATASET_CONFIGS = {
     name: load_dataset_config(DATASET_DIR / f"{name}.yaml") for name in DATASETS
 }
+for _name, _dataset in DATASET_CONFIGS.items():
+    # A dataset file's stage overrides obey the same schema as config.yaml's `options` blocks.
+    try:
+        validate(
+            {
+                "datasets": [_name],
+                "quantize": {"options": _dataset["quantize"]},
+                "train": {"options": _dataset["train"]},
+            },
+            schema="../schemas/config.schema.yaml",
+            set_default=False,
+        )
+    except WorkflowError as err:
+        raise WorkflowError(
+            f"config/datasets/{_name}.yaml (quantize/train overrides)", err
+        )
 DATA_ROOT = Path(config["data_root"])
 RESOURCES = Path("resources")
 SCRIPTS = Path(workflow.basedir) / "workflow" / "scripts"
@@ -60,4 +80,100 @@ def get_prepare_options(wildcards):
 
 def get_final_outputs():
     """Everything the default run produces."""
-    return expand("results/{dataset}/data/stats.json", dataset=DATASETS)
+    return [
+        *expand("results/{dataset}/data/stats.json", dataset=DATASETS),
+        *get_sid_quality_outputs(),
+        "results/comparison.md",
+    ]
+
+
+def get_sid_quality_outputs():
+    """The SID quality report of every tokenizer that the configured variants use."""
+    tokenizers = {get_variant(v).tokenizer for v in config["train"]["variants"]} - {
+        None
+    }
+    return expand(
+        "results/{dataset}/sids/{tokenizer}/sid_quality.json",
+        dataset=DATASETS,
+        tokenizer=sorted(tokenizers),
+    )
+
+
+def to_json(value):
+    """A config block as compact JSON for a script's --config-json (keys sorted: stable params)."""
+    return json.dumps(value, sort_keys=True, separators=(",", ":"))
+
+
+def get_gpu_request(wildcards):
+    """GPUs asked of the scheduler by the embedding and training jobs (config `gpus`)."""
+    return config["gpus"]
+
+
+def get_embedding_shards(wildcards):
+    n = config["embed"]["shards"]
+    return [
+        f"results/{wildcards.dataset}/embeddings/shards/{wildcards.modality}.{i}-of-{n}.parquet"
+        for i in range(n)
+    ]
+
+
+def get_modalities(wildcards):
+    """The content modalities of a dataset (its file's `modalities`)."""
+    return DATASET_CONFIGS[wildcards.dataset]["modalities"]
+
+
+def get_train_options(wildcards):
+    """config.yaml's train.options with the dataset file's `train` overrides."""
+    return {**config["train"]["options"], **DATASET_CONFIGS[wildcards.dataset]["train"]}
+
+
+def get_quantize_options(wildcards):
+    """config.yaml's quantize.options with the dataset's modalities and its `quantize` overrides."""
+    return {
+        **config["quantize"]["options"],
+        "modalities": get_modalities(wildcards),
+        **DATASET_CONFIGS[wildcards.dataset]["quantize"],
+    }
+
+
+def get_tokenizer_embeddings(wildcards):
+    """The item embeddings a tokenizer reads: its streams (content modalities, behaviour unless ablated)."""
+    streams = tokenizer_config(
+        wildcards.tokenizer, get_quantize_options(wildcards)
+    ).streams
+    return [f"results/{wildcards.dataset}/embeddings/{s}.parquet" for s in streams]
+
+
+def get_train_inputs(wildcards):
+    """Data splits, plus the semantic IDs (bbqrec variants) or the content embeddings (sasrec-mm)."""
+    data = f"results/{wildcards.dataset}/data"
+    inputs = {"train": f"{data}/train.parquet", "valid": f"{data}/valid.parquet"}
+    variant = get_variant(wildcards.variant)
+    if variant.item_inputs == "sids":
+        inputs["sids"] = (
+            f"results/{wildcards.dataset}/sids/{variant.tokenizer}/semantic_ids.parquet"
+        )
+    elif variant.item_inputs == "embeddings":
+        for modality in get_modalities(wildcards):
+            inputs[modality] = (
+                f"results/{wildcards.dataset}/embeddings/{modality}.parquet"
+            )
+    return inputs
+
+
+def get_train_input_args(wildcards, input):
+    """The optional --sids / --text / --image arguments of train.py."""
+    return " ".join(
+        f"--{name} {input[name]}"
+        for name in ("sids", "text", "image")
+        if name in input.keys()
+    )
+
+
+def get_eval_outputs():
+    return expand(
+        "results/{dataset}/eval/{variant}/seed{seed}/metrics.parquet",
+        dataset=DATASETS,
+        variant=config["train"]["variants"],
+        seed=config["train"]["seeds"],
+    )

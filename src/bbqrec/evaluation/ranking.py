@@ -1,0 +1,146 @@
+"""Full ranking over all items: target ranks for the metrics, and top-k recommendations.
+
+Scores come from the model's `score` (padding column 0 is -inf, so padding is never ranked). With
+`exclude_history`, items of the user's history are removed from the ranking, except the target itself.
+Recommendations are exact either way: by a matmul over all items, or by a faiss IndexFlatIP search (exact
+inner product) whose candidates are filtered the same way. Ties are broken by the smaller item id.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import faiss
+import numpy as np
+import polars as pl
+import torch
+from torch import Tensor
+
+from bbqrec.io import InputError
+from bbqrec.models.sasrec import SASRec, pad_sequences
+
+BACKENDS = ("matmul", "faiss")
+
+
+@dataclass(frozen=True)
+class EvalSet:
+    """One evaluation split as tensors: user_ids [U], left-aligned histories [U, L], targets [U]."""
+
+    user_ids: Tensor
+    histories: Tensor
+    targets: Tensor
+
+    @classmethod
+    def from_frame(cls, frame: pl.DataFrame, max_len: int, source: str = "evaluation frame") -> "EvalSet":
+        """From a valid/test frame (user_id, history list, target); histories cut to their last max_len."""
+        missing = {"user_id", "history", "target"} - set(frame.columns)
+        if missing:
+            raise InputError(f"{source}: missing column(s) {sorted(missing)}; expected user_id, history, target")
+        empty = frame.with_row_index("row").filter(pl.col("history").list.len().fill_null(0) == 0)
+        if empty.height:
+            raise InputError(f"{source}, row {empty['row'][0]}: empty history (user {empty['user_id'][0]})")
+        return cls(
+            torch.from_numpy(frame["user_id"].to_numpy().astype(np.int64)),
+            pad_sequences(frame["history"], max_len),
+            torch.from_numpy(frame["target"].to_numpy().astype(np.int64)),
+        )
+
+
+def _batches(data: EvalSet, batch_size: int, device: torch.device):
+    """(users [B], histories [B, L']) in order of history length, each batch cut to its longest history.
+
+    Left-aligned histories lose nothing by the cut; grouping by length saves the compute on padding.
+    """
+    lengths = (data.histories != 0).sum(dim=1)
+    order = torch.sort(lengths, stable=True).indices
+    for start in range(0, len(order), batch_size):
+        users = order[start : start + batch_size]
+        width = int(lengths[users].max())
+        yield users, data.histories[users, :width].to(device)
+
+
+def _masked_scores(model: SASRec, histories: Tensor, exclude_history: bool) -> Tensor:
+    scores = model.score(histories)  # [B, N+1], column 0 = -inf
+    if exclude_history:
+        scores.scatter_(1, histories, float("-inf"))
+    return scores
+
+
+@torch.no_grad()
+def target_ranks(
+    model: SASRec, data: EvalSet, batch_size: int = 1024, exclude_history: bool = False
+) -> Tensor:
+    """1-based rank [U] of each target among all items: 1 + the number of items scored strictly higher."""
+    model.eval()
+    device = next(model.parameters()).device
+    ranks = torch.zeros(len(data.targets), dtype=torch.long)
+    for users, histories in _batches(data, batch_size, device):
+        scores = model.score(histories)  # [B, N+1]
+        target_score = scores.gather(1, data.targets[users, None].to(device))  # [B, 1], before any exclusion
+        if exclude_history:
+            scores.scatter_(1, histories, float("-inf"))
+        ranks[users] = (scores > target_score).sum(dim=1).cpu() + 1
+    return ranks
+
+
+@torch.no_grad()
+def recommend(
+    model: SASRec,
+    data: EvalSet,
+    k: int = 20,
+    batch_size: int = 1024,
+    exclude_history: bool = False,
+    backend: str = "matmul",
+) -> pl.DataFrame:
+    """Top-k items per user as a frame (user_id i32, rank i32 1..k, item_id i32, score f32)."""
+    if backend not in BACKENDS:
+        raise InputError(f"config key recommend_backend: expected one of {BACKENDS}, got {backend!r}")
+    if not 1 <= k <= model.config.n_items:
+        raise InputError(f"config key recommend_k: expected 1..{model.config.n_items} (the number of items), got {k}")
+    model.eval()
+    device = next(model.parameters()).device
+    index = None
+    if backend == "faiss":
+        faiss.omp_set_num_threads(torch.get_num_threads())  # the stage's thread budget, not every core
+        vectors = model.item_vectors()[1:].float().cpu().numpy()  # items 1..N; padding never indexed
+        index = faiss.IndexFlatIP(vectors.shape[1])
+        index.add(np.ascontiguousarray(vectors))
+    items = torch.zeros(len(data.targets), k, dtype=torch.long)
+    scores = torch.zeros(len(data.targets), k)
+    for users, histories in _batches(data, batch_size, device):
+        if index is None:
+            batch_scores, batch_items = _top_k(_masked_scores(model, histories, exclude_history), k)
+        else:
+            batch_scores, batch_items = _faiss_top_k(model, index, histories, k, exclude_history)
+        items[users], scores[users] = batch_items.cpu(), batch_scores.cpu().float()
+    n_users, width = items.shape
+    return pl.DataFrame(
+        {
+            "user_id": data.user_ids.repeat_interleave(width).numpy().astype(np.int32),
+            "rank": np.tile(np.arange(1, width + 1, dtype=np.int32), n_users),
+            "item_id": items.flatten().numpy().astype(np.int32),
+            "score": scores.flatten().numpy().astype(np.float32),
+        }
+    )
+
+
+def _top_k(scores: Tensor, k: int) -> tuple[Tensor, Tensor]:
+    """The k best columns of each row, ties broken by the smaller column index: ([B, k] scores, [B, k] ids)."""
+    values, columns = torch.sort(scores, dim=1, descending=True, stable=True)
+    return values[:, :k], columns[:, :k]
+
+
+def _faiss_top_k(
+    model: SASRec, index: faiss.Index, histories: Tensor, k: int, exclude_history: bool
+) -> tuple[Tensor, Tensor]:
+    # Ask for enough candidates that k remain after dropping the history, then reuse the exact tie-break.
+    queries = model.last_hidden(histories).float().cpu().numpy()
+    n_candidates = min(index.ntotal, k + (histories.shape[1] if exclude_history else 0))
+    distances, labels = index.search(np.ascontiguousarray(queries), n_candidates)
+    ids = torch.from_numpy(labels + 1)  # [B, C] item ids
+    candidate_scores = torch.from_numpy(distances)
+    if exclude_history:
+        in_history = (ids[:, :, None] == histories.cpu()[:, None, :]).any(dim=2)
+        candidate_scores = candidate_scores.masked_fill(in_history, float("-inf"))
+    order = torch.from_numpy(np.lexsort((ids.numpy(), -candidate_scores.numpy()), axis=1))[:, :k]
+    return candidate_scores.gather(1, order), ids.gather(1, order)

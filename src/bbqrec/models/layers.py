@@ -1,0 +1,85 @@
+"""Transformer pieces shared by the sequence models: the attention-bias helper and the block.
+
+Sequences are left-aligned: items first, padding (id 0) after them, so that position p of a sequence is the
+same position in every prefix of it (training on the whole sequence equals training on each prefix).
+Several short sequences may share one row ("packing"): `segments` then says which sequence each slot
+belongs to, and attention never crosses from one to another.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+# Bias of a forbidden (query, key) pair. Finite, so that a row with no allowed key (an all-padding query)
+# gives a uniform softmax instead of NaN; exp(MASKED - max) is exactly 0 in float32 otherwise.
+MASKED = torch.finfo(torch.float32).min
+
+
+def attention_bias(item_seq: Tensor, pair_bias: Tensor | None = None, segments: Tensor | None = None) -> Tensor:
+    """The additive attention bias [B, H or 1, L, L] of `item_seq` [B, L].
+
+    Query p may attend key q when q <= p (causal), item q is not padding and (with `segments` [B, L]) both
+    belong to the same sequence; there the bias is `pair_bias` ([B, H, L, L], e.g. the similarity
+    reweighting) or 0, elsewhere it is `MASKED`.
+    """
+    length = item_seq.shape[1]
+    causal = torch.ones(length, length, dtype=torch.bool, device=item_seq.device).tril()  # [L, L]
+    allowed = causal & (item_seq != 0)[:, None, :]  # [B, L, L]
+    if segments is not None:
+        allowed = allowed & (segments[:, :, None] == segments[:, None, :])
+    allowed = allowed[:, None]  # [B, 1, L, L]
+    zero = torch.zeros((), dtype=torch.float32, device=item_seq.device)
+    return torch.where(allowed, zero if pair_bias is None else pair_bias, MASKED)
+
+
+class TransformerBlock(nn.Module):
+    """Multi-head self-attention + feed-forward, each with dropout, a residual connection and a layer norm.
+
+    `norm_first=False` is the post-LN block of RecBole's SASRec (norm after each residual sum);
+    `norm_first=True` the pre-LN block (norm on each sublayer's input; the model then adds a final norm).
+    """
+
+    def __init__(
+        self,
+        hidden_size: int,
+        n_heads: int,
+        inner_size: int,
+        dropout: float,
+        attn_dropout: float,
+        norm_first: bool,
+        layer_norm_eps: float,
+    ) -> None:
+        super().__init__()
+        if hidden_size % n_heads:
+            raise ValueError(f"hidden_size {hidden_size} is not divisible by n_heads {n_heads}")
+        self.n_heads = n_heads
+        self.attn_dropout = attn_dropout
+        self.norm_first = norm_first
+        self.qkv = nn.Linear(hidden_size, 3 * hidden_size)
+        self.attn_out = nn.Linear(hidden_size, hidden_size)
+        self.ffn_in = nn.Linear(hidden_size, inner_size)
+        self.ffn_out = nn.Linear(inner_size, hidden_size)
+        self.attn_norm = nn.LayerNorm(hidden_size, eps=layer_norm_eps)
+        self.ffn_norm = nn.LayerNorm(hidden_size, eps=layer_norm_eps)
+        self.dropout = nn.Dropout(dropout)
+
+    def forward(self, x: Tensor, bias: Tensor) -> Tensor:
+        """x [B, L, D], bias [B, H or 1, L, L] -> [B, L, D]."""
+        if self.norm_first:
+            x = x + self._attention(self.attn_norm(x), bias)
+            return x + self._feed_forward(self.ffn_norm(x))
+        x = self.attn_norm(x + self._attention(x, bias))
+        return self.ffn_norm(x + self._feed_forward(x))
+
+    def _attention(self, x: Tensor, bias: Tensor) -> Tensor:
+        batch, length, hidden = x.shape
+        q, k, v = self.qkv(x).view(batch, length, 3, self.n_heads, -1).permute(2, 0, 3, 1, 4)  # 3 x [B, H, L, Dh]
+        context = F.scaled_dot_product_attention(
+            q, k, v, attn_mask=bias, dropout_p=self.attn_dropout if self.training else 0.0
+        )  # [B, H, L, Dh]
+        return self.dropout(self.attn_out(context.transpose(1, 2).reshape(batch, length, hidden)))
+
+    def _feed_forward(self, x: Tensor) -> Tensor:
+        return self.dropout(self.ffn_out(F.gelu(self.ffn_in(x))))

@@ -1,0 +1,206 @@
+"""SASRec with optional frozen item-side inputs and BBQRec's similarity reweighting of attention.
+
+One class, three verbs: `encode` a sequence, the training `loss`, `score` all items. The item input is
+`e_i = E_ID[i] + sum_m W_m z_m(i)`: a learned ID vector plus projected frozen per-stream vectors (the
+tokenizer's quantized vectors, or continuous text/image embeddings). The final hidden state is scored
+against every item's input vector. With the similarity tables at zero the model is exactly SASRec.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+from typing import Any, Sequence
+
+import numpy as np
+import polars as pl
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from bbqrec.models.layers import TransformerBlock, attention_bias
+from bbqrec.models.similarity import SimilarityBias
+
+LOSSES = ("ce", "bce")
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    """Hyperparameters of the sequence model (defaults: RecBole 1.2.1 SASRec)."""
+
+    n_items: int  # item ids are 1..n_items, 0 is padding
+    max_len: int = 50
+    hidden_size: int = 64
+    n_layers: int = 2
+    n_heads: int = 2
+    inner_size: int = 256
+    dropout: float = 0.5  # on the input embedding and after each sublayer
+    attn_dropout: float = 0.5  # on the attention probabilities
+    norm_first: bool = False  # False: post-LN (RecBole); True: pre-LN with a final layer norm
+    layer_norm_eps: float = 1e-12
+    init_std: float = 0.02
+    loss: str = "ce"  # "ce": full softmax over all items; "bce": one sampled negative per position
+    similarity: str | None = None  # None, "prefix", "equal_levels" or "cosine" (see models.similarity)
+    cosine_buckets: int = 8
+
+
+def pad_sequences(sequences: pl.Series, max_len: int) -> Tensor:
+    """Item-id lists -> LongTensor [U, max_len], left-aligned (items, then 0s), each cut to its last max_len."""
+    tails = sequences.list.tail(max_len)
+    lengths = tails.list.len().to_numpy().astype(np.int64)
+    flat = tails.explode().drop_nulls().to_numpy().astype(np.int64)
+    rows = np.repeat(np.arange(len(lengths)), lengths)
+    starts = np.repeat(np.cumsum(lengths) - lengths, lengths)
+    out = np.zeros((len(lengths), max_len), dtype=np.int64)
+    out[rows, np.arange(len(flat)) - starts] = flat
+    return torch.from_numpy(out)
+
+
+class SASRec(nn.Module):
+    """Self-attentive sequential recommender (Kang & McAuley 2018; RecBole's layout).
+
+    item_features: frozen per-stream item vectors, each [n_items + 1, d_m] (row 0 = padding, zeros).
+    item_codes: [n_items + 1, M, levels] semantic IDs of the M streams, needed when `config.similarity` is set.
+    """
+
+    def __init__(
+        self, config: ModelConfig, item_features: Sequence[Tensor] = (), item_codes: Tensor | None = None
+    ) -> None:
+        super().__init__()
+        if config.loss not in LOSSES:
+            raise ValueError(f"loss must be one of {LOSSES}, got {config.loss!r}")
+        self.config = config
+        hidden = config.hidden_size
+        self.item_embedding = nn.Embedding(config.n_items + 1, hidden, padding_idx=0)
+        self.position_embedding = nn.Embedding(config.max_len, hidden)
+        self.n_features = len(item_features)
+        for m, features in enumerate(item_features):
+            if features.shape[0] != config.n_items + 1:
+                raise ValueError(f"item feature {m} has {features.shape[0]} rows, expected n_items + 1")
+            self.register_buffer(f"item_feature_{m}", features.float())
+        self.feature_projections = nn.ModuleList(nn.Linear(f.shape[1], hidden, bias=False) for f in item_features)
+        self.input_norm = nn.Identity() if config.norm_first else nn.LayerNorm(hidden, eps=config.layer_norm_eps)
+        self.dropout = nn.Dropout(config.dropout)
+        self.blocks = nn.ModuleList(
+            TransformerBlock(
+                hidden,
+                config.n_heads,
+                config.inner_size,
+                config.dropout,
+                config.attn_dropout,
+                config.norm_first,
+                config.layer_norm_eps,
+            )
+            for _ in range(config.n_layers)
+        )
+        self.final_norm = nn.LayerNorm(hidden, eps=config.layer_norm_eps) if config.norm_first else nn.Identity()
+        self.similarity = None
+        if config.similarity is not None:
+            if item_codes is None:
+                raise ValueError(f"similarity {config.similarity!r} needs item_codes")
+            self.similarity = SimilarityBias(
+                config.similarity,
+                config.n_layers,
+                config.n_heads,
+                item_codes,
+                torch.stack(list(item_features), dim=1) if config.similarity == "cosine" else None,
+                config.cosine_buckets,
+            )
+        self.apply(self._init_weights)
+
+    def _init_weights(self, module: nn.Module) -> None:
+        # RecBole's initialisation: normal(0, init_std) weights, zero biases, identity layer norms.
+        if isinstance(module, (nn.Linear, nn.Embedding)):
+            nn.init.normal_(module.weight, std=self.config.init_std)
+            if isinstance(module, nn.Linear) and module.bias is not None:
+                nn.init.zeros_(module.bias)
+            if module is self.item_embedding:
+                with torch.no_grad():
+                    module.weight[0].zero_()
+        elif isinstance(module, nn.LayerNorm):
+            nn.init.ones_(module.weight)
+            nn.init.zeros_(module.bias)
+
+    def item_vectors(self) -> Tensor:
+        """Every item's input vector e_i [N+1, D]; row 0 (padding) is zero."""
+        vectors = self.item_embedding.weight
+        for m, projection in enumerate(self.feature_projections):
+            vectors = vectors + projection(getattr(self, f"item_feature_{m}"))
+        return vectors
+
+    def encode(self, item_seq: Tensor, positions: Tensor | None = None, segments: Tensor | None = None) -> Tensor:
+        """Hidden states [B, L, D] of left-aligned item sequences [B, L] (position p sees items 0..p).
+
+        For packed rows (several sequences per row), `positions` [B, L] is each slot's position in its own
+        sequence and `segments` [B, L] the sequence it belongs to (see layers.attention_bias).
+        """
+        if positions is None:
+            positions = torch.arange(item_seq.shape[1], device=item_seq.device)
+        items = F.embedding(item_seq, self.item_vectors()) if self.n_features else self.item_embedding(item_seq)
+        x = self.dropout(self.input_norm(items + self.position_embedding(positions)))  # [B, L, D]
+        if self.similarity is None:
+            bias = attention_bias(item_seq, segments=segments)  # [B, 1, L, L], shared by every layer
+            for block in self.blocks:
+                x = block(x, bias)
+        else:
+            buckets = self.similarity.buckets(item_seq)  # [B, L, L, M*M], shared by every layer
+            for layer, block in enumerate(self.blocks):
+                bias = attention_bias(item_seq, self.similarity(buckets, layer), segments)  # [B, H, L, L]
+                x = block(x, bias)
+        return self.final_norm(x)
+
+    def loss(
+        self,
+        item_seq: Tensor,
+        targets: Tensor,
+        generator: torch.Generator | None = None,
+        positions: Tensor | None = None,
+        segments: Tensor | None = None,
+    ) -> Tensor:
+        """Mean training loss over every position with a target; targets [B, L], 0 = no target.
+
+        `generator` draws the negatives of the `bce` loss (uniform over the items other than the target);
+        `positions` and `segments` describe packed rows (see `encode`).
+        """
+        has_target = targets != 0
+        hidden = self.encode(item_seq, positions, segments)[has_target]  # [P, D]
+        target = targets[has_target]  # [P]
+        vectors = self.item_vectors()  # [N+1, D]
+        if self.config.loss == "ce":
+            logits = hidden @ vectors[1:].T  # [P, N]; padding is never a class
+            return F.cross_entropy(logits, target - 1)
+        offset = torch.randint(1, self.config.n_items, target.shape, generator=generator)
+        negative = (target.cpu() - 1 + offset) % self.config.n_items + 1  # any item but the target
+        positive_logit = (hidden * vectors[target]).sum(-1)
+        negative_logit = (hidden * vectors[negative.to(target.device)]).sum(-1)
+        return (F.softplus(-positive_logit) + F.softplus(negative_logit)).mean()
+
+    def last_hidden(self, item_seq: Tensor) -> Tensor:
+        """The hidden state [B, D] at each sequence's last item."""
+        last = ((item_seq != 0).sum(dim=1) - 1).clamp(min=0)  # [B]
+        hidden = self.encode(item_seq)  # [B, L, D]
+        return hidden[torch.arange(len(last), device=item_seq.device), last]
+
+    def score(self, item_seq: Tensor) -> Tensor:
+        """Scores [B, N+1] of every item as the next one; the padding column 0 is -inf."""
+        scores = self.last_hidden(item_seq) @ self.item_vectors().T
+        scores[:, 0] = float("-inf")
+        return scores
+
+    def checkpoint(self) -> dict[str, Any]:
+        """What `from_checkpoint` needs to rebuild this model, frozen inputs included."""
+        return {
+            "config": asdict(self.config),
+            "feature_dims": [p.in_features for p in self.feature_projections],
+            "codes_shape": None if self.similarity is None else list(self.similarity.item_codes.shape),
+            "state_dict": self.state_dict(),
+        }
+
+    @classmethod
+    def from_checkpoint(cls, checkpoint: dict[str, Any]) -> "SASRec":
+        config = ModelConfig(**checkpoint["config"])
+        rows = config.n_items + 1
+        features = [torch.zeros(rows, dim) for dim in checkpoint["feature_dims"]]
+        codes = None if checkpoint["codes_shape"] is None else torch.zeros(checkpoint["codes_shape"])
+        model = cls(config, features, codes)
+        model.load_state_dict(checkpoint["state_dict"])
+        return model

@@ -1,0 +1,89 @@
+"""Discretised item-pair similarity and the learned attention bias built on it (BBQRec's reweighting).
+
+For positions p, q of a sequence and streams m, n (text, image, behaviour), the similarity bucket is
+- `prefix`: the length of the common prefix of SID_m(i_p) and SID_n(i_q), 0..levels;
+- `equal_levels`: how many levels of the two IDs are equal, 0..levels;
+- `cosine`: cos(z_m(i_p), z_n(i_q)) of the quantized vectors cut into `cosine_buckets` equal bins of [-1, 1].
+A pair of the same item (the diagonal, or a repeated item) gets one more bucket of its own ("self"), so
+the table learns similarity between different items rather than "attend less to yourself".
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+SIMILARITIES = ("prefix", "equal_levels", "cosine")
+
+
+def prefix_match_length(codes: Tensor) -> Tensor:
+    """Common-prefix length of every (query, key) pair: codes [B, L, M, levels] -> [B, L, L, M, M]."""
+    equal = codes[:, :, None, :, None, :] == codes[:, None, :, None, :, :]  # [B, L, L, M, M, levels]
+    return equal.to(torch.uint8).cumprod(dim=-1).sum(dim=-1)  # uint8 keeps the big intermediate small
+
+
+def equal_level_count(codes: Tensor) -> Tensor:
+    """Number of equal levels of every (query, key) pair: codes [B, L, M, levels] -> [B, L, L, M, M]."""
+    equal = codes[:, :, None, :, None, :] == codes[:, None, :, None, :, :]  # [B, L, L, M, M, levels]
+    return equal.sum(dim=-1)
+
+
+def cosine_bucket(vectors: Tensor, n_buckets: int) -> Tensor:
+    """Bucketed cosine of every (query, key) pair: vectors [B, L, M, d] -> [B, L, L, M, M] in 0..n_buckets-1."""
+    unit = F.normalize(vectors, dim=-1)
+    cosine = torch.einsum("bpmd,bqnd->bpqmn", unit, unit)  # [B, L, L, M, M]
+    return ((cosine + 1) / 2 * n_buckets).floor().long().clamp_(0, n_buckets - 1)
+
+
+class SimilarityBias(nn.Module):
+    """A zero-initialised table w[layer][(m, n), bucket, head]; bias(p, q) = sum over (m, n) of its entries.
+
+    `item_codes` [N+1, M, levels] are the semantic IDs (c1..cL) of every stream; `item_vectors` [N+1, M, d]
+    the quantized vectors, used by `cosine` only. Both are frozen inputs (buffers).
+    """
+
+    def __init__(
+        self,
+        kind: str,
+        n_layers: int,
+        n_heads: int,
+        item_codes: Tensor,
+        item_vectors: Tensor | None = None,
+        cosine_buckets: int = 8,
+    ) -> None:
+        super().__init__()
+        if kind not in SIMILARITIES:
+            raise ValueError(f"similarity must be one of {SIMILARITIES}, got {kind!r}")
+        if kind == "cosine" and item_vectors is None:
+            raise ValueError("similarity 'cosine' needs the quantized item vectors")
+        self.kind = kind
+        self.cosine_buckets = cosine_buckets
+        self.n_streams, self.n_levels = item_codes.shape[1], item_codes.shape[2]
+        self.register_buffer("item_codes", item_codes.long())
+        if kind == "cosine":
+            self.register_buffer("item_vectors", item_vectors.float())
+        similar_buckets = cosine_buckets if kind == "cosine" else self.n_levels + 1
+        self.self_bucket = similar_buckets
+        self.n_buckets = similar_buckets + 1
+        n_pairs = self.n_streams**2
+        self.tables = nn.Parameter(torch.zeros(n_layers, n_pairs * self.n_buckets, n_heads))
+
+    def buckets(self, item_seq: Tensor) -> Tensor:
+        """Row indices into a layer's table, one per stream pair: [B, L] -> [B, L, L, M*M]."""
+        if self.kind == "cosine":
+            bucket = cosine_bucket(self.item_vectors[item_seq], self.cosine_buckets)
+        elif self.kind == "prefix":
+            bucket = prefix_match_length(self.item_codes[item_seq])
+        else:
+            bucket = equal_level_count(self.item_codes[item_seq])
+        same_item = (item_seq[:, :, None] == item_seq[:, None, :])[..., None, None]  # [B, L, L, 1, 1]
+        bucket = torch.where(same_item, self.self_bucket, bucket).flatten(3)  # [B, L, L, M*M]
+        pair = torch.arange(bucket.shape[-1], device=bucket.device)
+        return pair * self.n_buckets + bucket
+
+    def forward(self, buckets: Tensor, layer: int) -> Tensor:
+        """The bias of one layer: buckets [B, L, L, M*M] -> [B, H, L, L]."""
+        batch, length, _, n_pairs = buckets.shape
+        bias = F.embedding_bag(buckets.reshape(-1, n_pairs), self.tables[layer], mode="sum")  # [B*L*L, H]
+        return bias.view(batch, length, length, -1).permute(0, 3, 1, 2)

@@ -1,0 +1,374 @@
+"""Training of the sequence models: configuration, data tensors, item-side inputs and a plain loop.
+
+Whole-sequence training: each user's training sequence is one row, the model predicts the next item at
+every position (causal attention makes this the same as one row per prefix, with shared dropout masks).
+Early stopping on validation NDCG@10 keeps the best weights. A checkpoint is written atomically after
+every epoch (weights, optimiser, every random state, counters); a run killed at any point and started
+again resumes from it and ends with exactly the result of an uninterrupted run.
+"""
+
+from __future__ import annotations
+
+import copy
+import logging
+import re
+import time
+from dataclasses import asdict, dataclass, fields
+from pathlib import Path
+from typing import Any, Callable
+
+import numpy as np
+import polars as pl
+import torch
+
+from bbqrec.evaluation import EvalSet, mean_metrics, target_ranks
+from bbqrec.evaluation.ranking import BACKENDS
+from bbqrec.io import InputError, atomic_path
+from bbqrec.models import ModelConfig, SASRec, get_variant, pad_sequences
+from bbqrec.models.similarity import SIMILARITIES
+
+logger = logging.getLogger(__name__)
+STREAM_ORDER = ("text", "image", "behavior")
+SELECTION_METRIC = "ndcg@10"
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """Every option of the train/evaluate stages (config section `train`); defaults = DEFAULT_TRAIN_CONFIG."""
+
+    # model (see bbqrec.models.ModelConfig)
+    max_len: int = 50
+    hidden_size: int = 64
+    n_layers: int = 2
+    n_heads: int = 2
+    inner_size: int = 256
+    dropout: float = 0.5
+    attn_dropout: float = 0.5
+    norm_first: bool = False
+    layer_norm_eps: float = 1e-12
+    init_std: float = 0.02
+    similarity: str | None = None  # overrides the variant's reweighting ("prefix", "equal_levels", "cosine")
+    cosine_buckets: int = 8
+    # optimisation
+    lr: float = 1e-3
+    weight_decay: float = 0.0
+    batch_size: int = 256  # sequences (rows) per step
+    training_rows: str = "sequence"  # "sequence": one row per user, a target at every position; "prefix": one per prefix
+    max_epochs: int = 200
+    patience: int = 10
+    # evaluation
+    ks: tuple[int, ...] = (5, 10, 20)
+    eval_batch_size: int = 1024
+    exclude_history: bool = False
+    recommend_k: int = 20
+    recommend_backend: str = "matmul"
+    # resources
+    device: str = "auto"
+    threads: int = 1
+
+    @classmethod
+    def from_dict(cls, values: dict[str, Any], source: str = "config train") -> "TrainConfig":
+        """Defaults overridden by `values`; an unknown key or a value of the wrong type is an InputError."""
+        defaults = asdict(cls())
+        for key, value in values.items():
+            default = defaults.get(key, ...)
+            if default is ...:
+                raise InputError(f"{source}: unknown key {key!r}; expected one of {sorted(defaults)}")
+            if key in CHOICES:
+                ok = value in CHOICES[key]
+            elif key == "ks":
+                ok = isinstance(value, (list, tuple)) and all(type(k) is int and k > 0 for k in value)
+            else:  # the default's type; an int where a float is expected is fine
+                ok = type(value) is type(default) or (type(default) is float and type(value) is int)
+            if not ok:
+                expected = {"ks": "a list of positive integers"}.get(key, type(default).__name__)
+                expected = f"one of {CHOICES[key]}" if key in CHOICES else expected
+                raise InputError(f"{source}.{key}: expected {expected}, got {value!r}")
+        merged = {**defaults, **values}
+        floats = {key: float(merged[key]) for key, default in defaults.items() if type(default) is float}
+        return cls(**{**merged, **floats, "ks": tuple(merged["ks"])})
+
+
+# The options with a fixed set of values.
+CHOICES = {
+    "similarity": (None, *SIMILARITIES),
+    "training_rows": ("sequence", "prefix"),
+    "recommend_backend": BACKENDS,
+}
+DEFAULT_TRAIN_CONFIG: dict[str, Any] = asdict(TrainConfig())
+NOT_TRAINING_OPTIONS = ("eval_batch_size", "recommend_k", "recommend_backend", "device", "threads")
+
+
+@dataclass(frozen=True)
+class TrainingSequences:
+    """Left-aligned inputs [U, L] and next-item targets [U, L] (0 = no target) of the training sequences."""
+
+    inputs: torch.Tensor
+    targets: torch.Tensor
+
+    @classmethod
+    def from_frame(cls, frame: pl.DataFrame, max_len: int, rows: str = "sequence") -> "TrainingSequences":
+        """From a frame (user_id, items list); users with fewer than two items (no target) are dropped.
+
+        rows="sequence": one row per user, its last max_len + 1 items, a target at every position.
+        rows="prefix": one row per prefix of every sequence (RecBole's layout), the target after its last item.
+        """
+        if "items" not in frame.columns:
+            raise InputError("training frame: missing column 'items'")
+        if rows == "prefix":
+            ends = frame.select(
+                "items", end=pl.int_ranges(1, pl.col("items").list.len(), dtype=pl.Int32)
+            ).explode("end").drop_nulls("end")
+            inputs = pad_sequences(ends.select(pl.col("items").list.head(pl.col("end")))["items"], max_len)
+            targets = torch.zeros_like(inputs)
+            last = (inputs != 0).sum(dim=1) - 1
+            targets[torch.arange(len(inputs)), last] = torch.from_numpy(
+                ends.select(pl.col("items").list.get(pl.col("end")))["items"].to_numpy().astype(np.int64)
+            )
+            return cls(inputs, targets)
+        padded = pad_sequences(frame["items"], max_len + 1)  # [U, L + 1]
+        targets = padded[:, 1:]
+        inputs = torch.where(targets != 0, padded[:, :-1], 0)  # the last item predicts nothing
+        keep = (targets != 0).any(dim=1)
+        return cls(inputs[keep], targets[keep])
+
+
+def count_items(items_path: str | Path) -> int:
+    """The number of items of items.parquet, whose item_id must be exactly 1..n."""
+    ids = pl.read_parquet(items_path, columns=["item_id"])["item_id"]
+    n_items = ids.len()
+    if n_items == 0 or ids.min() != 1 or ids.max() != n_items or ids.n_unique() != n_items:
+        raise InputError(f"{items_path}: item_id must be the dense ids 1..{n_items} (one row per item)")
+    return n_items
+
+
+def seed_everything(seed: int) -> None:
+    torch.manual_seed(seed)  # CPU and every CUDA device
+
+
+def resolve_device(device: str) -> torch.device:
+    if device == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return torch.device(device)
+
+
+# --- item-side inputs (frozen, read from the upstream stages' files) ---
+
+
+def load_item_embeddings(path: str | Path, n_items: int) -> torch.Tensor:
+    """embeddings.parquet (item_id, embedding) -> [n_items + 1, D]; row 0 and items without a vector are 0."""
+    frame = pl.read_parquet(path, columns=["item_id", "embedding"]).filter(pl.col("embedding").is_not_null())
+    if frame.is_empty():
+        raise InputError(f"{path}: no item has an embedding")
+    ids = frame["item_id"].to_numpy().astype(np.int64)
+    if ids.min() < 1 or ids.max() > n_items:
+        raise InputError(f"{path}: item_id outside 1..{n_items}")
+    vectors = np.stack(frame["embedding"].to_numpy())
+    out = torch.zeros(n_items + 1, vectors.shape[1])
+    out[torch.from_numpy(ids)] = torch.from_numpy(vectors).float()
+    return out
+
+
+def load_semantic_ids(path: str | Path, n_items: int) -> tuple[list[str], torch.Tensor, torch.Tensor]:
+    """semantic_ids.parquet -> (streams, codes [n_items + 1, M, levels], quantized [n_items + 1, M, d]).
+
+    Streams are ordered text, image, behavior. An item missing from a stream gets zero vectors and codes
+    that match no other item (-item_id), so it falls in bucket 0 of every pair but its own.
+    """
+    frame = pl.read_parquet(path)
+    levels = sorted((c for c in frame.columns if re.fullmatch(r"c\d+", c)), key=lambda c: int(c[1:]))
+    missing = {"item_id", "stream", "quantized"} - set(frame.columns)
+    if missing or not levels:
+        raise InputError(f"{path}: expected columns item_id, stream, c1..cL, quantized; missing {sorted(missing) or 'c1'}")
+    unknown = set(frame["stream"].unique()) - set(STREAM_ORDER)
+    if unknown:
+        raise InputError(f"{path}: unknown stream(s) {sorted(unknown)}; expected {STREAM_ORDER}")
+    streams = [s for s in STREAM_ORDER if s in set(frame["stream"])]
+    ids = frame["item_id"].to_numpy().astype(np.int64)
+    if ids.min() < 1 or ids.max() > n_items:
+        raise InputError(f"{path}: item_id outside 1..{n_items}")
+    stream_index = frame["stream"].replace_strict({s: i for i, s in enumerate(streams)}).to_numpy().astype(np.int64)
+    codes = -torch.arange(n_items + 1)[:, None, None].repeat(1, len(streams), len(levels))
+    codes[ids, stream_index] = torch.from_numpy(frame.select(levels).to_numpy().astype(np.int64))
+    quantized = np.stack(frame["quantized"].to_numpy())
+    vectors = torch.zeros(n_items + 1, len(streams), quantized.shape[1])
+    vectors[ids, stream_index] = torch.from_numpy(quantized).float()
+    return streams, codes, vectors
+
+
+def build_model(
+    variant: str,
+    config: TrainConfig,
+    n_items: int,
+    semantic_ids: str | Path | None = None,
+    text_embeddings: str | Path | None = None,
+    image_embeddings: str | Path | None = None,
+) -> SASRec:
+    """The model of `variant` (see bbqrec.models.VARIANTS) with its frozen item-side inputs."""
+    spec = get_variant(variant)
+    features, codes = [], None
+    if spec.item_inputs == "embeddings":
+        paths = [p for p in (text_embeddings, image_embeddings) if p is not None]
+        if not paths:
+            raise InputError(f"variant {variant}: needs text and/or image embeddings (--text / --image)")
+        features = [load_item_embeddings(p, n_items) for p in paths]
+    elif spec.item_inputs == "sids":
+        if semantic_ids is None:
+            raise InputError(f"variant {variant}: needs sids/{spec.tokenizer}/semantic_ids.parquet (--sids)")
+        _, codes, vectors = load_semantic_ids(semantic_ids, n_items)
+        features = list(vectors.unbind(dim=1))
+    similarity = spec.similarity and (config.similarity or spec.similarity)
+    model_options = {f.name for f in fields(ModelConfig)} - {"n_items", "loss", "similarity"}
+    model_config = ModelConfig(
+        n_items=n_items,
+        loss=spec.loss,
+        similarity=similarity,
+        **{key: getattr(config, key) for key in model_options},
+    )
+    return SASRec(model_config, features, codes if similarity else None)
+
+
+# --- the loop ---
+
+
+def pack_rows(inputs: torch.Tensor, targets: torch.Tensor) -> tuple[torch.Tensor, ...]:
+    """Pack a batch of left-aligned sequences [B, L] into fewer rows of the same width (first-fit decreasing).
+
+    Returns (inputs, targets, positions, segments), each [R, L] with R <= B: every sequence keeps its
+    positions 0..len-1 and gets its own segment id (1..B; 0 = empty slot), so attention stays inside it and
+    the loss is the one of the unpacked batch; only the compute on padding is saved.
+    """
+    width = inputs.shape[1]
+    lengths = (inputs != 0).sum(dim=1).tolist()
+    row_of, offset_of, free = [0] * len(lengths), [0] * len(lengths), []
+    for sequence in sorted(range(len(lengths)), key=lambda u: -lengths[u]):
+        row = next((r for r, space in enumerate(free) if space >= lengths[sequence]), len(free))
+        if row == len(free):
+            free.append(width)
+        row_of[sequence], offset_of[sequence] = row, width - free[row]
+        free[row] -= lengths[sequence]
+    sequence, position = (inputs != 0).nonzero(as_tuple=True)
+    rows = torch.tensor(row_of)[sequence]
+    columns = torch.tensor(offset_of)[sequence] + position
+    packed = [torch.zeros(len(free), width, dtype=torch.long) for _ in range(4)]
+    for out, values in zip(packed, (inputs[sequence, position], targets[sequence, position], position, sequence + 1)):
+        out[rows, columns] = values
+    return tuple(packed)
+
+
+@dataclass
+class FitResult:
+    log: pl.DataFrame  # one row per epoch
+    best_epoch: int
+    best_metric: float  # validation NDCG@10 of the best epoch
+
+
+def train_epoch(
+    model: SASRec,
+    data: TrainingSequences,
+    optimizer: torch.optim.Optimizer,
+    generator: torch.Generator,
+    batch_size: int,
+) -> float:
+    """One pass over the training rows in a random order; returns the mean loss per predicted position."""
+    model.train()
+    device = next(model.parameters()).device
+    order = torch.randperm(len(data.inputs), generator=generator)
+    total, count = 0.0, 0
+    for start in range(0, len(order), batch_size):
+        rows = order[start : start + batch_size]
+        inputs, targets = data.inputs[rows], data.targets[rows]
+        width = int((inputs != 0).sum(dim=1).max())  # left-aligned: trailing all-padding columns change nothing
+        inputs, targets, positions, segments = (t.to(device) for t in pack_rows(inputs[:, :width], targets[:, :width]))
+        loss = model.loss(inputs, targets, generator, positions, segments)
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+        n_targets = int((targets != 0).sum())
+        total += loss.item() * n_targets
+        count += n_targets
+    return total / count
+
+
+def fit(
+    model: SASRec,
+    train: TrainingSequences,
+    valid: EvalSet,
+    config: TrainConfig,
+    seed: int,
+    checkpoint_path: str | Path | None = None,
+    on_epoch: Callable[[dict[str, Any]], None] | None = None,
+) -> FitResult:
+    """Train until validation NDCG@10 has not improved for `patience` epochs (or `max_epochs`).
+
+    The model ends with the best epoch's weights. With `checkpoint_path`, an existing checkpoint of the same
+    run (same config, seed and model) is resumed, and a new one is written after each epoch, before
+    `on_epoch(log_row)` is called. A checkpoint of another run is ignored and overwritten.
+    """
+    torch.set_num_threads(config.threads)
+    model.to(resolve_device(config.device))
+    optimizer = torch.optim.Adam(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
+    generator = torch.Generator().manual_seed(seed)  # user order and sampled negatives
+    state = {"epoch": 0, "best_metric": -1.0, "best_epoch": 0, "bad_epochs": 0, "log": []}
+    best_weights = copy.deepcopy(model.state_dict())
+    run = {  # what makes a checkpoint this run's; resources and recommendation options do not
+        "config": {k: v for k, v in asdict(config).items() if k not in NOT_TRAINING_OPTIONS},
+        "seed": seed,
+        "model": asdict(model.config),
+    }
+    saved = None
+    if checkpoint_path is not None and Path(checkpoint_path).exists():
+        saved = torch.load(checkpoint_path, map_location="cpu", weights_only=True)
+        if saved["run"] != run:
+            logger.warning("%s belongs to another run (config, seed or model differ): starting afresh", checkpoint_path)
+            saved = None
+    if saved is not None:
+        model.load_state_dict(saved["model"])
+        optimizer.load_state_dict(saved["optimizer"])
+        generator.set_state(saved["generator"])
+        torch.set_rng_state(saved["torch_rng"])
+        if torch.cuda.is_available() and saved["cuda_rng"]:
+            torch.cuda.set_rng_state_all(saved["cuda_rng"])
+        best_weights = saved["best_weights"]
+        state = saved["state"]
+    while state["epoch"] < config.max_epochs and state["bad_epochs"] < config.patience:
+        started = time.perf_counter()
+        loss = train_epoch(model, train, optimizer, generator, config.batch_size)
+        trained = time.perf_counter()
+        metrics = mean_metrics(target_ranks(model, valid, config.eval_batch_size, config.exclude_history), config.ks)
+        state["epoch"] += 1
+        if metrics[SELECTION_METRIC] > state["best_metric"]:
+            state.update(best_metric=metrics[SELECTION_METRIC], best_epoch=state["epoch"], bad_epochs=0)
+            best_weights = copy.deepcopy(model.state_dict())
+        else:
+            state["bad_epochs"] += 1
+        row = {
+            "epoch": state["epoch"],
+            "loss": loss,
+            **{f"valid_{name.replace('@', '_')}": value for name, value in metrics.items()},
+            "seconds": trained - started,
+            "valid_seconds": time.perf_counter() - trained,
+            "lr": optimizer.param_groups[0]["lr"],
+        }
+        state["log"].append(row)
+        if checkpoint_path is not None:
+            _save_checkpoint(checkpoint_path, run, model, optimizer, generator, best_weights, state)
+        if on_epoch is not None:
+            on_epoch(row)
+    model.load_state_dict(best_weights)
+    return FitResult(pl.DataFrame(state["log"]), state["best_epoch"], state["best_metric"])
+
+
+def _save_checkpoint(path, run, model, optimizer, generator, best_weights, state) -> None:
+    checkpoint = {
+        "run": run,
+        "model": model.state_dict(),
+        "optimizer": optimizer.state_dict(),
+        "generator": generator.get_state(),
+        "torch_rng": torch.get_rng_state(),
+        "cuda_rng": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [],
+        "best_weights": best_weights,
+        "state": state,
+    }
+    with atomic_path(path, ".pt") as tmp:
+        torch.save(checkpoint, tmp)

@@ -1,0 +1,42 @@
+"""The comparison table: mean ± std over seeds, gain over sasrec and the paired test, against hand computation."""
+
+import polars as pl
+import pytest
+from scipy.stats import wilcoxon
+
+from bbqrec.evaluation.compare import comparison_table, markdown
+
+
+def metrics_rows(variant, seed, recall10):
+    return {"dataset": "d", "variant": variant, "seed": seed, "split": "test", "metric": "recall", "k": 10,
+            "value": recall10}
+
+
+def test_mean_std_gain_and_paired_wilcoxon():
+    metrics = pl.DataFrame(
+        [metrics_rows("sasrec", 0, 0.10), metrics_rows("sasrec", 1, 0.12),
+         metrics_rows("bbqrec", 0, 0.13), metrics_rows("bbqrec", 1, 0.14),
+         {**metrics_rows("bbqrec", 0, 0.5), "split": "valid"}]  # validation rows never enter the table
+    )
+    # per user and seed: bbqrec is better for users 1..6 and worse for user 7
+    base = {1: 0, 2: 0, 3: 1, 4: 0, 5: 0, 6: 0, 7: 1}
+    ours = {1: 1, 2: 1, 3: 1, 4: 1, 5: 1, 6: 1, 7: 0}
+    users = []
+    for seed in (0, 1):
+        users += [{"dataset": "d", "variant": "sasrec", "seed": seed, "user_id": u, "metric": "recall", "k": 10,
+                   "value": float(v)} for u, v in base.items()]
+        users += [{"dataset": "d", "variant": "bbqrec", "seed": seed, "user_id": u, "metric": "recall", "k": 10,
+                   "value": float(v)} for u, v in ours.items()]
+    table = comparison_table(metrics, pl.DataFrame(users))
+    ours_row = table.filter(pl.col("variant") == "bbqrec").row(0, named=True)
+    assert ours_row["mean"] == pytest.approx(0.135)
+    assert ours_row["std"] == pytest.approx(0.00707107, rel=1e-5)  # sample std of (.13, .14)
+    assert ours_row["seeds"] == 2
+    assert ours_row["gain"] == pytest.approx(0.135 / 0.11 - 1)
+    # differences +1 x5 (user 3 ties and is dropped) and -1 x1
+    expected = wilcoxon([1, 1, 0, 1, 1, 1, -1], zero_method="wilcox").pvalue
+    assert ours_row["p_value"] == pytest.approx(expected)
+    base_row = table.filter(pl.col("variant") == "sasrec").row(0, named=True)
+    assert base_row["gain"] == 0.0 and base_row["p_value"] is None
+    text = markdown(table, ["sasrec", "bbqrec"])
+    assert "| `bbqrec` | 2 | 0.1350 ± 0.0071 | +22.7% |" in text

@@ -1,0 +1,126 @@
+"""Full-ranking metrics: hand-computed values, tie rule, history exclusion, padding, faiss == matmul."""
+
+from __future__ import annotations
+
+import polars as pl
+import pytest
+import torch
+from torch import nn
+
+from bbqrec.evaluation import EvalSet, mean_metrics, recommend, target_ranks, user_metrics_frame
+from bbqrec.io import InputError
+from bbqrec.models import ModelConfig, SASRec
+
+
+def test_metrics_by_hand():
+    ranks = torch.tensor([1, 3, 10, 11, 25])
+    metrics = mean_metrics(ranks, (5, 10, 20))
+    # Recall@k: share of ranks <= k -> 2/5, 3/5, 4/5.
+    assert metrics["recall@5"] == pytest.approx(0.4)
+    assert metrics["recall@10"] == pytest.approx(0.6)
+    assert metrics["recall@20"] == pytest.approx(0.8)
+    # NDCG@k: mean of 1/log2(rank + 1) over ranks <= k: 1/log2(2) = 1, 1/log2(4) = 0.5,
+    # 1/log2(11) = 0.2890648, 1/log2(12) = 0.2789429.
+    assert metrics["ndcg@5"] == pytest.approx((1 + 0.5) / 5)
+    assert metrics["ndcg@10"] == pytest.approx((1 + 0.5 + 0.2890648) / 5, abs=1e-7)
+    assert metrics["ndcg@20"] == pytest.approx((1 + 0.5 + 0.2890648 + 0.2789429) / 5, abs=1e-7)
+
+
+def test_user_metrics_frame_has_one_row_per_user_metric_and_k():
+    frame = user_metrics_frame(torch.tensor([7, 9]), torch.tensor([1, 3]), (1, 5))
+    assert frame.schema == pl.Schema({"user_id": pl.Int32, "metric": pl.String, "k": pl.Int32, "value": pl.Float64})
+    assert frame.height == 2 * 2 * 2
+    assert frame.filter((pl.col("user_id") == 9) & (pl.col("k") == 5))["value"].to_list() == [1.0, 0.5]
+
+
+class FixedScores(nn.Module):
+    """A stand-in model that scores items 0..5 the same way whatever the history (column 0 = padding)."""
+
+    config = ModelConfig(n_items=5)
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.unused = nn.Parameter(torch.zeros(1))
+
+    def score(self, histories: torch.Tensor) -> torch.Tensor:
+        row = torch.tensor([float("-inf"), 0.5, 0.9, 0.5, 0.1, 0.7])
+        return row.repeat(len(histories), 1)
+
+
+def _eval_set(histories, targets):
+    frame = pl.DataFrame({"user_id": list(range(1, len(targets) + 1)), "history": histories, "target": targets})
+    return EvalSet.from_frame(frame, max_len=4)
+
+
+def test_ties_do_not_push_the_target_down_and_history_exclusion_keeps_the_target():
+    data = _eval_set([[2, 1], [3]], [1, 4])
+    # user 1, target 1 (0.5): strictly higher are item 2 (0.9) and item 5 (0.7); item 3 ties -> rank 3.
+    # user 2, target 4 (0.1): items 1, 2, 3, 5 are higher -> rank 5.
+    assert target_ranks(FixedScores(), data).tolist() == [3, 5]
+    # Excluding the history: user 1 loses item 2 (its target 1 is in the history too but is kept) -> rank 2;
+    # user 2 loses item 3 -> rank 4.
+    assert target_ranks(FixedScores(), data, exclude_history=True).tolist() == [2, 4]
+
+
+def test_recommendations_break_ties_by_item_id_and_skip_padding_and_history():
+    data = _eval_set([[2, 1], [3]], [1, 4])
+    top = recommend(FixedScores(), data, k=5)
+    # scores 2: .9, 5: .7, 1: .5, 3: .5 (tie -> smaller id first), 4: .1; padding 0 never appears
+    assert top.filter(pl.col("user_id") == 1)["item_id"].to_list() == [2, 5, 1, 3, 4]
+    assert top["rank"].to_list() == [1, 2, 3, 4, 5] * 2
+    excluded = recommend(FixedScores(), data, k=3, exclude_history=True)
+    assert excluded.filter(pl.col("user_id") == 1)["item_id"].to_list() == [5, 3, 4]
+    assert excluded.filter(pl.col("user_id") == 2)["item_id"].to_list() == [2, 5, 1]
+    assert excluded.schema == pl.Schema(
+        {"user_id": pl.Int32, "rank": pl.Int32, "item_id": pl.Int32, "score": pl.Float32}
+    )
+
+
+def test_eval_set_rejects_bad_frames():
+    with pytest.raises(InputError, match="missing column"):
+        EvalSet.from_frame(pl.DataFrame({"user_id": [1], "target": [2]}), 5, "valid.parquet")
+    with pytest.raises(InputError, match=r"valid.parquet, row 1: empty history \(user 8\)"):
+        EvalSet.from_frame(
+            pl.DataFrame({"user_id": [7, 8], "history": [[1], []], "target": [2, 3]}), 5, "valid.parquet"
+        )
+
+
+@pytest.fixture(scope="module")
+def beauty_model_and_test(prepared):
+    out = prepared("beauty")
+    n_items = pl.read_parquet(out / "items.parquet").height
+    test = EvalSet.from_frame(pl.read_parquet(out / "test.parquet").head(500), 50)
+    torch.manual_seed(0)
+    return SASRec(ModelConfig(n_items=n_items)).eval(), test
+
+
+def test_ranks_match_a_brute_force_count_on_real_histories(beauty_model_and_test):
+    model, test = beauty_model_and_test
+    with torch.no_grad():
+        scores = torch.cat([model.score(test.histories[i : i + 1]) for i in range(0, 40)])
+    target_scores = scores.gather(1, test.targets[:40, None])
+    expected = 1 + (scores > target_scores).sum(dim=1)
+    assert torch.equal(target_ranks(model, test, batch_size=37)[:40], expected)
+
+
+@pytest.mark.parametrize("exclude_history", [False, True])
+def test_faiss_and_matmul_recommend_the_same_items(beauty_model_and_test, exclude_history):
+    model, test = beauty_model_and_test
+    exact = recommend(model, test, k=20, batch_size=128, exclude_history=exclude_history, backend="matmul")
+    searched = recommend(model, test, k=20, batch_size=128, exclude_history=exclude_history, backend="faiss")
+    assert exact.height == 500 * 20 and exact["item_id"].min() >= 1
+    assert exact.select("user_id", "rank", "item_id").equals(searched.select("user_id", "rank", "item_id"))
+    assert (exact["score"] - searched["score"]).abs().max() < 1e-5
+    if exclude_history:
+        joined = exact.join(
+            pl.DataFrame({"user_id": test.user_ids.numpy(), "history": test.histories.tolist()}), on="user_id"
+        )
+        assert not joined.select(pl.col("history").list.contains(pl.col("item_id")).any()).item()
+
+
+def test_bad_recommendation_options_name_the_config_key(beauty_model_and_test):
+    model, test = beauty_model_and_test
+    with pytest.raises(InputError, match="recommend_backend"):
+        recommend(model, test, backend="annoy")
+    with pytest.raises(InputError, match=r"recommend_k: expected 1..12101"):
+        recommend(model, test, k=20000)

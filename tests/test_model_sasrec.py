@@ -1,0 +1,177 @@
+"""The sequence model: input layout, causality, padding, zero-initialised reweighting == SASRec, losses."""
+
+from __future__ import annotations
+
+import json
+
+import polars as pl
+import pytest
+import torch
+
+from bbqrec.models import ModelConfig, SASRec, pad_sequences
+from bbqrec.models.layers import MASKED, attention_bias
+from bbqrec.models.similarity import SimilarityBias, cosine_bucket, equal_level_count, prefix_match_length
+from bbqrec.training import TrainingSequences, pack_rows
+
+
+@pytest.fixture(scope="module")
+def beauty(prepared):
+    """Real Beauty (S3-Rec files): the first 300 users' valid histories, item count, and attribute codes."""
+    out = prepared("beauty")
+    n_items = pl.read_parquet(out / "items.parquet").height
+    valid = pl.read_parquet(out / "valid.parquet").head(300)
+    return out, n_items, pad_sequences(valid["history"], 50)
+
+
+@pytest.fixture(scope="module")
+def attribute_codes(beauty, shared_data):
+    """Real 3-level codes of every item, two streams: its first 3 S3-Rec attribute ids (categories, brand) in
+    file order, and the same reversed; 0 where an item has fewer. The adapter keeps S3-Rec's item ids."""
+    _, n_items, _ = beauty
+    attributes = json.loads((shared_data / "amazon-s3rec" / "Beauty_item2attributes.json").read_text())
+    frame = pl.DataFrame({"item_id": list(map(int, attributes)), "attrs": list(attributes.values())})
+    frame = frame.filter(pl.col("item_id") <= n_items).with_columns(pl.col("attrs").list.head(3))
+    codes = torch.zeros(n_items + 1, 2, 3, dtype=torch.long)
+    ids = torch.tensor(frame["item_id"].to_list())
+    codes[ids, 0] = pad_sequences(frame["attrs"], 3)
+    codes[ids, 1] = pad_sequences(frame["attrs"].list.reverse(), 3)
+    return codes
+
+
+def test_pad_sequences_left_aligns_and_keeps_the_last_items():
+    sequences = pl.Series([[1, 2, 3], [4], [5, 6, 7, 8]], dtype=pl.List(pl.Int32))
+    assert pad_sequences(sequences, 3).tolist() == [[1, 2, 3], [4, 0, 0], [6, 7, 8]]
+
+
+def test_attention_bias_is_causal_and_hides_padding_and_other_segments():
+    item_seq = torch.tensor([[5, 7, 0]])
+    bias = attention_bias(item_seq)[0, 0]
+    assert bias.tolist() == [[0, MASKED, MASKED], [0, 0, MASKED], [0, 0, MASKED]]
+    packed = attention_bias(torch.tensor([[5, 7, 9]]), segments=torch.tensor([[1, 1, 2]]))[0, 0]
+    assert packed.tolist() == [[0, MASKED, MASKED], [0, 0, MASKED], [MASKED, MASKED, 0]]
+
+
+def _model(n_items: int, seed: int = 0, **options) -> SASRec:
+    torch.manual_seed(seed)
+    return SASRec(ModelConfig(n_items=n_items, **options)).eval()
+
+
+def test_output_at_position_t_ignores_later_items(beauty):
+    _, n_items, histories = beauty
+    model = _model(n_items)
+    changed = histories.clone()
+    changed[:, 3:] = torch.where(changed[:, 3:] != 0, (changed[:, 3:] % n_items) + 1, 0)  # other real items
+    assert not torch.equal(changed, histories)
+    with torch.no_grad():
+        before, after = model.encode(histories), model.encode(changed)
+    assert torch.equal(before[:, :3], after[:, :3])
+    assert not torch.allclose(before[:, 3:], after[:, 3:])
+
+
+def test_padding_is_zero_and_never_scored(beauty):
+    _, n_items, histories = beauty
+    model = _model(n_items)
+    assert torch.equal(model.item_vectors()[0], torch.zeros(64))
+    with torch.no_grad():
+        scores = model.score(histories)
+    assert scores.shape == (len(histories), n_items + 1)
+    assert torch.isneginf(scores[:, 0]).all() and torch.isfinite(scores[:, 1:]).all()
+
+
+def test_similarity_buckets_by_hand():
+    # 3 items, 2 streams, 3 levels. Item 1: text (1,2,3), image (1,2,9); item 2: text (1,2,4), image (7,2,3).
+    codes = torch.tensor([[[0, 0, 0], [0, 0, 0]], [[1, 2, 3], [1, 2, 9]], [[1, 2, 4], [7, 2, 3]]])
+    prefix = prefix_match_length(codes[torch.tensor([[1, 2]])])  # [1, 2, 2, 2, 2]
+    # query item 1 (p=0) vs key item 2 (q=1): text-text 2, text-image 0, image-text 2, image-image 0
+    assert prefix[0, 0, 1].tolist() == [[2, 0], [2, 0]]
+    equal = equal_level_count(codes[torch.tensor([[1, 2]])])
+    # text(1)=(1,2,3) vs image(2)=(7,2,3): levels 2 and 3 equal -> 2; image(1)=(1,2,9) vs image(2): level 2 -> 1
+    assert equal[0, 0, 1].tolist() == [[2, 2], [2, 1]]
+    # within item 1: text vs image share the prefix (1, 2)
+    assert prefix[0, 0, 0].tolist() == [[3, 2], [2, 3]]
+
+    bias = SimilarityBias("prefix", n_layers=1, n_heads=1, item_codes=codes)
+    assert bias.n_buckets == 5 and bias.self_bucket == 4  # prefix 0..3, then "self"
+    rows = bias.buckets(torch.tensor([[1, 2, 1]]))  # [1, 3, 3, 4]: item 1 repeats at position 2
+    assert (rows[0, 0, 0] % 5).tolist() == [4, 4, 4, 4]  # the diagonal is "self" for every stream pair
+    assert (rows[0, 2, 0] % 5).tolist() == [4, 4, 4, 4]  # a repeated item is "self" too
+    assert (rows[0, 0, 1] % 5).tolist() == [2, 0, 2, 0]
+    assert (rows[0, 0, 1] // 5).tolist() == [0, 1, 2, 3]  # one table block per (m, n) pair
+    with torch.no_grad():
+        bias.tables[0, :, 0] = torch.arange(20.0)  # entry of (pair, bucket) = 5 * pair + bucket
+    # p=0, q=1: pairs (tt, ti, it, ii) -> buckets (2, 0, 2, 0) -> 2 + 5 + 12 + 15 = 34
+    assert bias(rows, layer=0)[0, 0, 0, 1].item() == 34.0
+
+
+def test_cosine_buckets_by_hand():
+    vectors = torch.tensor([[[[1.0, 0.0]], [[0.0, 1.0]], [[-1.0, 0.0]], [[0.6, 0.8]]]])  # [1, L=4, M=1, d=2]
+    buckets = cosine_bucket(vectors, 4)[0, 0, :, 0, 0]  # cosines 1, 0, -1, 0.6 with 4 bins of [-1, 1]
+    assert buckets.tolist() == [3, 2, 0, 3]
+
+
+@pytest.mark.parametrize("kind", ["prefix", "equal_levels", "cosine"])
+def test_zero_tables_give_exactly_sasrec(beauty, attribute_codes, kind):
+    _, n_items, histories = beauty
+    features = [attribute_codes[:, 0].float().clamp(min=0), attribute_codes[:, 1].float().clamp(min=0)]
+    torch.manual_seed(0)
+    plain = SASRec(ModelConfig(n_items=n_items), features).eval()
+    torch.manual_seed(0)
+    reweighted = SASRec(ModelConfig(n_items=n_items, similarity=kind), features, attribute_codes).eval()
+    missing, unexpected = reweighted.load_state_dict(plain.state_dict(), strict=False)
+    assert "similarity.tables" in missing and all(k.startswith("similarity.") for k in missing) and not unexpected
+    with torch.no_grad():
+        assert torch.equal(plain.encode(histories), reweighted.encode(histories))
+        reweighted.similarity.tables.normal_()
+        assert not torch.allclose(plain.encode(histories), reweighted.encode(histories))
+
+
+def test_reweighted_model_is_causal(beauty, attribute_codes):
+    _, n_items, histories = beauty
+    torch.manual_seed(0)
+    model = SASRec(ModelConfig(n_items=n_items, similarity="prefix"), (), attribute_codes).eval()
+    with torch.no_grad():
+        model.similarity.tables.normal_()
+        changed = histories.clone()
+        changed[:, 5:] = torch.where(changed[:, 5:] != 0, (changed[:, 5:] % n_items) + 1, 0)
+        assert torch.equal(model.encode(histories)[:, :5], model.encode(changed)[:, :5])
+
+
+def test_packed_rows_give_the_unpacked_loss(prepared, beauty, attribute_codes):
+    _, n_items, _ = beauty
+    train = pl.read_parquet(prepared("beauty") / "train.parquet").head(256)
+    data = TrainingSequences.from_frame(train, 50)
+    packed = pack_rows(data.inputs, data.targets)
+    assert packed[0].shape[0] < len(data.inputs) / 3  # Beauty sequences are short: packing saves most rows
+    assert torch.equal(packed[1][packed[1] != 0].sort().values, data.targets[data.targets != 0].sort().values)
+    for similarity, codes in ((None, None), ("prefix", attribute_codes)):
+        torch.manual_seed(0)
+        model = SASRec(ModelConfig(n_items=n_items, similarity=similarity), (), codes).eval()
+        if codes is not None:
+            torch.nn.init.normal_(model.similarity.tables)
+        with torch.no_grad():
+            unpacked = model.loss(data.inputs, data.targets)
+            assert torch.allclose(model.loss(packed[0], packed[1], None, packed[2], packed[3]), unpacked, atol=1e-5)
+
+
+def test_bce_negatives_are_never_the_target(beauty):
+    _, n_items, histories = beauty
+    model = _model(n_items, loss="bce")
+    targets = torch.tensor([1, n_items, 5]).repeat(1000)
+    offset = torch.randint(1, n_items, targets.shape, generator=torch.Generator().manual_seed(0))
+    negative = (targets - 1 + offset) % n_items + 1  # the formula of SASRec.loss
+    assert ((negative >= 1) & (negative <= n_items) & (negative != targets)).all()
+    inputs, next_items = histories[:, :-1].clone(), histories[:, 1:]
+    inputs[next_items == 0] = 0
+    loss = model.loss(inputs, next_items, torch.Generator().manual_seed(0))
+    assert 0.5 < loss.item() < 2.0  # an untrained model: about 2 log 2
+
+
+def test_checkpoint_round_trip_rebuilds_the_same_model(beauty, attribute_codes):
+    _, n_items, histories = beauty
+    torch.manual_seed(1)
+    features = [attribute_codes[:, 0].float().clamp(min=0)]
+    model = SASRec(ModelConfig(n_items=n_items, similarity="prefix"), features, attribute_codes[:, :1]).eval()
+    torch.nn.init.normal_(model.similarity.tables)
+    rebuilt = SASRec.from_checkpoint(model.checkpoint()).eval()
+    with torch.no_grad():
+        assert torch.equal(model.score(histories), rebuilt.score(histories))

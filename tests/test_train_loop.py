@@ -1,0 +1,149 @@
+"""The trainer: config checking, data tensors, early stopping, checkpoints and exact resume."""
+
+from __future__ import annotations
+
+import polars as pl
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+import torch
+
+from bbqrec.evaluation import EvalSet, mean_metrics, target_ranks
+from bbqrec.io import InputError
+from bbqrec.training import (
+    DEFAULT_TRAIN_CONFIG,
+    TrainConfig,
+    TrainingSequences,
+    build_model,
+    count_items,
+    fit,
+    load_semantic_ids,
+    seed_everything,
+)
+
+
+def test_config_defaults_and_errors_name_the_key():
+    assert TrainConfig.from_dict({}) == TrainConfig(**{**DEFAULT_TRAIN_CONFIG})
+    config = TrainConfig.from_dict({"lr": 1, "ks": [1, 2], "similarity": None})
+    assert type(config.lr) is float and config.lr == 1 and config.ks == (1, 2)
+    with pytest.raises(InputError, match=r"config train: unknown key 'learning_rate'"):
+        TrainConfig.from_dict({"learning_rate": 0.1})
+    with pytest.raises(InputError, match=r"config train.batch_size: expected int, got 12.5"):
+        TrainConfig.from_dict({"batch_size": 12.5})
+    with pytest.raises(InputError, match=r"config train.norm_first: expected bool"):
+        TrainConfig.from_dict({"norm_first": 1})
+    with pytest.raises(InputError, match=r"config train.similarity: expected one of \(None, 'prefix', "):
+        TrainConfig.from_dict({"similarity": "jaccard"})
+    with pytest.raises(InputError, match=r"config train.ks: expected a list of positive integers, got \[5, 0\]"):
+        TrainConfig.from_dict({"ks": [5, 0]})
+
+
+def test_training_sequences_predict_each_next_item():
+    frame = pl.DataFrame({"user_id": [1, 2, 3], "items": [[4, 5, 6], [7], [1, 2, 3, 4, 5]]})
+    data = TrainingSequences.from_frame(frame, max_len=3)
+    # user 2 has no target and is dropped; user 3 keeps its last max_len + 1 = 4 items: 2 3 4 5
+    assert data.inputs.tolist() == [[4, 5, 0], [2, 3, 4]]
+    assert data.targets.tolist() == [[5, 6, 0], [3, 4, 5]]
+    prefixes = TrainingSequences.from_frame(frame, max_len=3, rows="prefix")
+    # one row per prefix of at most max_len items, the target right after its last item
+    assert prefixes.inputs.tolist() == [[4, 0, 0], [4, 5, 0], [1, 0, 0], [1, 2, 0], [1, 2, 3], [2, 3, 4]]
+    assert prefixes.targets.tolist() == [[5, 0, 0], [0, 6, 0], [2, 0, 0], [0, 3, 0], [0, 0, 4], [0, 0, 5]]
+
+
+def test_count_items_requires_dense_ids(tmp_path):
+    pl.DataFrame({"item_id": [1, 2, 4]}, schema={"item_id": pl.Int32}).write_parquet(tmp_path / "items.parquet")
+    with pytest.raises(InputError, match=r"items.parquet: item_id must be the dense ids 1..3"):
+        count_items(tmp_path / "items.parquet")
+
+
+def test_semantic_ids_are_read_per_stream_in_a_fixed_order(tmp_path):
+    table = pa.table(
+        {
+            "item_id": pa.array([1, 2, 1, 2], pa.int32()),
+            "stream": ["behavior", "behavior", "text", "text"],
+            "c1": pa.array([3, 3, 0, 1], pa.int32()),
+            "c2": pa.array([5, 6, 2, 2], pa.int32()),
+            "extra": pa.array([0, 0, 0, 0], pa.int32()),
+            "quantized": pa.FixedSizeListArray.from_arrays(pa.array([1, 2, 3, 4, 5, 6, 7, 8], pa.float32()), 2),
+        }
+    )
+    pq.write_table(table, tmp_path / "semantic_ids.parquet")
+    streams, codes, vectors = load_semantic_ids(tmp_path / "semantic_ids.parquet", n_items=3)
+    assert streams == ["text", "behavior"]
+    assert codes[1].tolist() == [[0, 2], [3, 5]] and codes[2].tolist() == [[1, 2], [3, 6]]
+    assert codes[3].tolist() == [[-3, -3], [-3, -3]]  # item 3 has no ID: matches no other item
+    assert vectors[1].tolist() == [[5, 6], [1, 2]] and vectors[3].abs().sum() == 0
+    with pytest.raises(InputError, match=r"item_id outside 1..1"):
+        load_semantic_ids(tmp_path / "semantic_ids.parquet", n_items=1)
+
+
+@pytest.fixture(scope="module")
+def beauty_slice(prepared):
+    """The first 250 users of real Beauty: training sequences, validation set, and the item count."""
+    out = prepared("beauty")
+    n_items = pl.read_parquet(out / "items.parquet").height
+    train = TrainingSequences.from_frame(pl.read_parquet(out / "train.parquet").head(250), 50)
+    valid = EvalSet.from_frame(pl.read_parquet(out / "valid.parquet").head(250), 50)
+    return train, valid, n_items
+
+
+SMALL = {"hidden_size": 32, "inner_size": 64, "batch_size": 64, "max_epochs": 3, "patience": 5}
+
+
+class Killed(Exception):
+    pass
+
+
+@pytest.mark.parametrize("variant", ["sasrec", "sasrec-bce"])
+def test_resumed_run_ends_exactly_like_an_uninterrupted_one(beauty_slice, tmp_path, variant):
+    train, valid, n_items = beauty_slice
+    config = TrainConfig.from_dict(SMALL)
+
+    def run(checkpoint, on_epoch=None):
+        seed_everything(3)
+        model = build_model(variant, config, n_items)
+        return model, fit(model, train, valid, config, seed=3, checkpoint_path=checkpoint, on_epoch=on_epoch)
+
+    straight_model, straight = run(tmp_path / "straight.pt")
+
+    def kill_after_first_epoch(row):
+        if row["epoch"] == 1:
+            raise Killed
+
+    with pytest.raises(Killed):
+        run(tmp_path / "resumed.pt", kill_after_first_epoch)
+    resumed_model, resumed = run(tmp_path / "resumed.pt")  # a fresh process would rebuild the model the same way
+
+    assert straight.log.height == resumed.log.height == 3
+    timing = ["seconds", "valid_seconds"]
+    assert straight.log.drop(timing).equals(resumed.log.drop(timing))
+    assert (straight.best_epoch, straight.best_metric) == (resumed.best_epoch, resumed.best_metric)
+    for (name, a), (_, b) in zip(straight_model.state_dict().items(), resumed_model.state_dict().items()):
+        assert torch.equal(a, b), name
+
+
+def test_early_stopping_keeps_the_best_weights(beauty_slice, tmp_path):
+    train, valid, n_items = beauty_slice
+    config = TrainConfig.from_dict({**SMALL, "max_epochs": 6, "patience": 2, "lr": 0.02})
+    seed_everything(0)
+    model = build_model("sasrec", config, n_items)
+    result = fit(model, train, valid, config, seed=0)
+    log = result.log
+    assert log["epoch"].to_list() == list(range(1, log.height + 1))
+    best = log["valid_ndcg_10"].arg_max()
+    assert result.best_epoch == best + 1 and result.best_metric == log["valid_ndcg_10"][best]
+    assert log.height == 6 or log.height == result.best_epoch + 2  # stopped after `patience` bad epochs
+    assert mean_metrics(target_ranks(model, valid), (10,))["ndcg@10"] == pytest.approx(result.best_metric, abs=1e-12)
+    assert set(log.columns) >= {"epoch", "loss", "valid_recall_10", "valid_ndcg_10", "seconds", "lr"}
+
+
+def test_a_checkpoint_of_another_run_is_not_resumed(beauty_slice, tmp_path):
+    train, valid, n_items = beauty_slice
+    checkpoint = tmp_path / "checkpoint.pt"
+    results = []
+    for lr in (0.001, 0.002, 0.002):
+        config = TrainConfig.from_dict({**SMALL, "max_epochs": 1, "lr": lr})
+        seed_everything(0)
+        results.append(fit(build_model("sasrec", config, n_items), train, valid, config, 0, checkpoint).log)
+    assert results[1]["loss"][0] != results[0]["loss"][0]  # lr 0.002 trained afresh, not resumed from lr 0.001
+    assert results[2]["loss"].to_list() == results[1]["loss"].to_list()  # resumed: nothing left to train

@@ -1,0 +1,97 @@
+"""The train / evaluate / behavior_embed stage scripts end to end on a slice of real Beauty."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import shutil
+import subprocess
+import sys
+
+import polars as pl
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+import torch
+
+from bbqrec.io import InputError
+
+CONFIG = json.dumps({"hidden_size": 32, "inner_size": 64, "batch_size": 128, "max_epochs": 2, "recommend_k": 10})
+
+
+def _script(repo_root, name):
+    spec = importlib.util.spec_from_file_location(name, repo_root / "workflow" / "scripts" / f"{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+@pytest.fixture(scope="module")
+def data_slice(prepared, tmp_path_factory):
+    """results/beauty/data with the first 300 users (all items kept)."""
+    source = prepared("beauty")
+    out = tmp_path_factory.mktemp("beauty-slice") / "data"
+    out.mkdir()
+    shutil.copy(source / "items.parquet", out / "items.parquet")
+    for split in ("train", "valid", "test"):
+        pl.read_parquet(source / f"{split}.parquet").head(300).write_parquet(out / f"{split}.parquet")
+    return out
+
+
+@pytest.mark.parametrize("name", ["train", "evaluate", "behavior_embed"])
+def test_scripts_have_help(repo_root, name):
+    result = subprocess.run(
+        [sys.executable, str(repo_root / "workflow" / "scripts" / f"{name}.py"), "--help"],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    assert "--out" in result.stdout
+
+
+def test_train_then_evaluate_write_the_artifacts(repo_root, data_slice, tmp_path):
+    train_dir, eval_dir = tmp_path / "train", tmp_path / "eval"
+    common = ["--dataset", "beauty", "--variant", "sasrec", "--seed", "1", "--data", str(data_slice)]
+    _script(repo_root, "train").main([*common, "--config-json", CONFIG, "--out", str(train_dir)])
+    assert sorted(p.name for p in train_dir.iterdir()) == ["log.parquet", "model.pt"]  # checkpoint removed
+    log = pl.read_parquet(train_dir / "log.parquet")
+    assert log["epoch"].to_list() == [1, 2]
+    saved = torch.load(train_dir / "model.pt", weights_only=True)
+    assert saved["variant"] == "sasrec" and saved["provenance"]["seed"] == 1
+
+    _script(repo_root, "evaluate").main(
+        [*common, "--model", str(train_dir / "model.pt"), "--config-json", CONFIG, "--out", str(eval_dir)]
+    )
+    metrics = pl.read_parquet(eval_dir / "metrics.parquet")
+    assert metrics.columns == ["dataset", "variant", "seed", "split", "metric", "k", "value"]
+    assert metrics.height == 2 * 2 * 3  # splits x metrics x ks
+    valid_ndcg10 = metrics.filter((pl.col("split") == "valid") & (pl.col("metric") == "ndcg") & (pl.col("k") == 10))
+    assert valid_ndcg10["value"].item() == pytest.approx(saved["best_valid_ndcg10"], abs=1e-12)
+    user_metrics = pl.read_parquet(eval_dir / "user_metrics.parquet")
+    assert user_metrics.height == 300 * 6
+    test_ndcg = metrics.filter((pl.col("split") == "test") & (pl.col("metric") == "ndcg") & (pl.col("k") == 20))
+    per_user = user_metrics.filter((pl.col("metric") == "ndcg") & (pl.col("k") == 20))["value"].mean()
+    assert test_ndcg["value"].item() == pytest.approx(per_user)
+    recommendations = pl.read_parquet(eval_dir / "recommendations.parquet")
+    assert recommendations.height == 300 * 10 and recommendations["item_id"].min() >= 1
+
+    with pytest.raises(InputError, match="holds variant 'sasrec', expected 'bbqrec'"):
+        _script(repo_root, "evaluate").main(
+            [*common[:3], "bbqrec", *common[4:], "--model", str(train_dir / "model.pt"), "--out", str(eval_dir)]
+        )
+
+
+def test_behavior_embeddings_cover_every_item_and_use_the_training_part_only(repo_root, data_slice, tmp_path):
+    training_only = tmp_path / "data"  # no valid/test files: they must not be needed
+    training_only.mkdir()
+    for name in ("items.parquet", "train.parquet"):
+        shutil.copy(data_slice / name, training_only / name)
+    out = tmp_path / "embeddings" / "behavior.parquet"
+    config = json.dumps({"hidden_size": 32, "inner_size": 64, "batch_size": 128, "max_epochs": 1})
+    _script(repo_root, "behavior_embed").main(["--data", str(training_only), "--config-json", config, "--out", str(out)])
+    table = pq.read_table(out)
+    n_items = pl.read_parquet(data_slice / "items.parquet").height
+    assert table.num_rows == n_items and table.column("item_id").to_pylist() == list(range(1, n_items + 1))
+    kind = table.schema.field("embedding").type
+    assert pa.types.is_fixed_size_list(kind) and kind.list_size == 32 and kind.value_type == pa.float32()
+    assert sorted(p.name for p in out.parent.iterdir()) == ["behavior.parquet"]

@@ -1,0 +1,88 @@
+# Stage 4: the recommender (one job per dataset x variant x seed), its full-ranking evaluation, and the
+# comparison over seeds and variants.
+
+
+rule train:
+    input:
+        unpack(get_train_inputs),
+    output:
+        model="results/{dataset}/train/{variant}/seed{seed}/model.pt",
+        log_table=report(
+            "results/{dataset}/train/{variant}/seed{seed}/log.parquet",
+            caption="../report/train_log.rst",
+            category="3. Training",
+            subcategory="{dataset}",
+        ),
+    log:
+        "logs/train/{dataset}.{variant}.seed{seed}.log",
+    conda:
+        "../../envs/model.yaml"
+    threads: 2
+    resources:
+        mem_mb=6000,
+        runtime=240,
+        gpu=get_gpu_request,
+    params:
+        script=script("train.py"),
+        inputs=get_train_input_args,
+        options=lambda wildcards: to_json(get_train_options(wildcards)),
+    shell:
+        "{params.script} --dataset {wildcards.dataset} --variant {wildcards.variant}"
+        " --seed {wildcards.seed} --data results/{wildcards.dataset}/data {params.inputs}"
+        " --config-json {params.options:q}"
+        " --out results/{wildcards.dataset}/train/{wildcards.variant}/seed{wildcards.seed}"
+        " > {log} 2>&1"
+
+
+rule evaluate:
+    input:
+        model="results/{dataset}/train/{variant}/seed{seed}/model.pt",
+        test="results/{dataset}/data/test.parquet",
+    output:
+        metrics="results/{dataset}/eval/{variant}/seed{seed}/metrics.parquet",
+        user_metrics="results/{dataset}/eval/{variant}/seed{seed}/user_metrics.parquet",
+        recommendations="results/{dataset}/eval/{variant}/seed{seed}/recommendations.parquet",
+    log:
+        "logs/evaluate/{dataset}.{variant}.seed{seed}.log",
+    conda:
+        "../../envs/model.yaml"
+    threads: 2
+    resources:
+        mem_mb=4000,
+        runtime=30,
+    params:
+        script=script("evaluate.py"),
+        options=lambda wildcards: to_json(get_train_options(wildcards)),
+    shell:
+        "{params.script} --dataset {wildcards.dataset} --variant {wildcards.variant}"
+        " --seed {wildcards.seed} --model {input.model}"
+        " --data results/{wildcards.dataset}/data --config-json {params.options:q}"
+        " --out results/{wildcards.dataset}/eval/{wildcards.variant}/seed{wildcards.seed}"
+        " > {log} 2>&1"
+
+
+rule compare:
+    input:
+        metrics=get_eval_outputs(),
+    output:
+        table="results/comparison.parquet",
+        markdown=report(
+            "results/comparison.md",
+            caption="../report/comparison.rst",
+            category="4. Comparison",
+        ),
+    log:
+        "logs/compare.log",
+    conda:
+        "../../envs/model.yaml"
+    threads: 1
+    resources:
+        mem_mb=2000,
+        runtime=10,
+    params:
+        script=script("compare.py"),
+        eval_dirs=lambda wildcards, input: [str(Path(m).parent) for m in input.metrics],
+        variants=config["train"]["variants"],
+    shell:
+        "{params.script} --eval-dirs {params.eval_dirs} --variants {params.variants}"
+        " --out-parquet {output.table} --out-markdown {output.markdown} > {log} 2>&1"

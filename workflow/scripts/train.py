@@ -1,0 +1,68 @@
+"""Stage train: fit one model variant with one seed; early stopping on validation NDCG@10.
+
+Writes model.pt (the best epoch's weights + everything needed to rebuild the model, frozen item inputs
+included, and provenance) and log.parquet (one row per epoch). A checkpoint beside model.pt is written after
+every epoch; a killed run started again resumes from it and ends with the same result. It is removed at the end.
+"""
+
+import argparse
+import json
+import logging
+from dataclasses import asdict
+from pathlib import Path
+
+
+def parse_args(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--dataset", required=True, help="dataset name (recorded in the provenance)")
+    parser.add_argument("--variant", required=True, help="model variant, e.g. sasrec, bbqrec (bbqrec.models.VARIANTS)")
+    parser.add_argument("--seed", type=int, required=True)
+    parser.add_argument("--data", required=True, help="results/<ds>/data: items, train, valid parquet files")
+    parser.add_argument("--sids", default=None, help="sids/<tokenizer>/semantic_ids.parquet (bbqrec variants)")
+    parser.add_argument("--text", default=None, help="embeddings/text.parquet (sasrec-mm)")
+    parser.add_argument("--image", default=None, help="embeddings/image.parquet (sasrec-mm)")
+    parser.add_argument("--config-json", default="{}", help="the train config block as JSON (keys: DEFAULT_TRAIN_CONFIG)")
+    parser.add_argument("--out", required=True, help="output folder: model.pt, log.parquet")
+    parser.add_argument("--log", default=None, help="log file (default: stderr)")
+    return parser.parse_args(argv)
+
+
+def main(argv=None):
+    args = parse_args(argv)
+    import polars as pl
+    import torch
+
+    from bbqrec.embed.common import open_stage_log
+    from bbqrec.evaluation import EvalSet
+    from bbqrec.io import atomic_path, provenance, write_parquet
+    from bbqrec.training import TrainConfig, TrainingSequences, build_model, count_items, fit, seed_everything
+
+    open_stage_log(args.log)
+    config = TrainConfig.from_dict(json.loads(args.config_json))
+    torch.set_num_threads(config.threads)
+    data, out = Path(args.data), Path(args.out)
+    n_items = count_items(data / "items.parquet")
+    train = TrainingSequences.from_frame(pl.read_parquet(data / "train.parquet"), config.max_len, config.training_rows)
+    valid = EvalSet.from_frame(pl.read_parquet(data / "valid.parquet"), config.max_len, str(data / "valid.parquet"))
+    seed_everything(args.seed)
+    model = build_model(args.variant, config, n_items, args.sids, args.text, args.image)
+    logging.info("%s %s seed %d: %d items, %d training sequences", args.dataset, args.variant, args.seed, n_items, len(train.inputs))
+    checkpoint = out / "checkpoint.pt"
+    result = fit(model, train, valid, config, args.seed, checkpoint, on_epoch=lambda row: logging.info("%s", row))
+    run = {"dataset": args.dataset, "variant": args.variant, "train": asdict(config)}
+    saved = {
+        **model.checkpoint(),
+        "variant": args.variant,
+        "best_epoch": result.best_epoch,
+        "best_valid_ndcg10": result.best_metric,
+        "provenance": provenance(run, args.seed),
+    }
+    with atomic_path(out / "model.pt", ".pt") as tmp:
+        torch.save(saved, tmp)
+    write_parquet(result.log, out / "log.parquet", metadata={"provenance": provenance(run, args.seed)})
+    checkpoint.unlink(missing_ok=True)
+    logging.info("best epoch %d, valid NDCG@10 %.5f", result.best_epoch, result.best_metric)
+
+
+if __name__ == "__main__":
+    main()
