@@ -15,7 +15,7 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 from bbqrec.data.config import load_dataset_config, merge_prepare_options  # noqa: E402
 from bbqrec.data.download import resolve_source  # noqa: E402
 from bbqrec.models.variants import get_variant  # noqa: E402
-from bbqrec.quantize.tokenizer import tokenizer_config  # noqa: E402
+from bbqrec.quantize.config import tokenizer_config  # noqa: E402
 
 validate(config, schema="../schemas/config.schema.yaml")
 

@@ -1,6 +1,11 @@
 # Stage 1: bring in the raw sources and prepare each dataset (ids, leave-one-out split, stats).
 
 
+# Downloads need the internet, which cluster compute nodes often lack: run them on the submitting host.
+localrules:
+    download,
+
+
 rule download:
     output:
         directory("resources/data/{source}"),

@@ -74,7 +74,7 @@ def sid_quality(frame: pl.DataFrame, codebook_size: int) -> dict[str, Any]:
         part = frame.filter(pl.col("stream") == s)
         levels = []
         for level, column in enumerate(codes, start=1):
-            counts = part[column].value_counts()["count"].to_numpy().astype(np.float64)
+            counts = part[column].value_counts(sort=True)["count"].to_numpy().astype(np.float64)
             share = counts / counts.sum()
             used = len(counts)
             levels.append(
