@@ -127,6 +127,11 @@ def get_train_options(wildcards):
     return {**config["train"]["options"], **DATASET_CONFIGS[wildcards.dataset]["train"]}
 
 
+def get_train_options_json(wildcards, threads):
+    """The train options for a script's --config-json, using the job's threads (both cores on CPU)."""
+    return to_json({**get_train_options(wildcards), "threads": threads})
+
+
 def get_quantize_options(wildcards):
     """config.yaml's quantize.options with the dataset's modalities and its `quantize` overrides."""
     return {

@@ -94,7 +94,7 @@ rule behavior_embed:
     params:
         script=script("behavior_embed.py"),
         seed=config["quantize"]["seed"],
-        options=lambda wildcards: to_json(get_train_options(wildcards)),
+        options=get_train_options_json,
     shell:
         "{params.script} --data results/{wildcards.dataset}/data --seed {params.seed}"
         " --config-json {params.options:q} --out {output} > {log} 2>&1"

@@ -25,7 +25,7 @@ rule train:
     params:
         script=script("train.py"),
         inputs=get_train_input_args,
-        options=lambda wildcards: to_json(get_train_options(wildcards)),
+        options=get_train_options_json,
     shell:
         "{params.script} --dataset {wildcards.dataset} --variant {wildcards.variant}"
         " --seed {wildcards.seed} --data results/{wildcards.dataset}/data {params.inputs}"
@@ -52,7 +52,7 @@ rule evaluate:
         runtime=30,
     params:
         script=script("evaluate.py"),
-        options=lambda wildcards: to_json(get_train_options(wildcards)),
+        options=get_train_options_json,
     shell:
         "{params.script} --dataset {wildcards.dataset} --variant {wildcards.variant}"
         " --seed {wildcards.seed} --model {input.model}"
