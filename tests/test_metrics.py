@@ -68,6 +68,8 @@ def test_recommendations_break_ties_by_item_id_and_skip_padding_and_history():
     # scores 2: .9, 5: .7, 1: .5, 3: .5 (tie -> smaller id first), 4: .1; padding 0 never appears
     assert top.filter(pl.col("user_id") == 1)["item_id"].to_list() == [2, 5, 1, 3, 4]
     assert top["rank"].to_list() == [1, 2, 3, 4, 5] * 2
+    # a tie across the k-th place (items 1 and 3 at 0.5 for the 3rd place) goes to the smaller id too
+    assert recommend(FixedScores(), data, k=3).filter(pl.col("user_id") == 1)["item_id"].to_list() == [2, 5, 1]
     excluded = recommend(FixedScores(), data, k=3, exclude_history=True)
     assert excluded.filter(pl.col("user_id") == 1)["item_id"].to_list() == [5, 3, 4]
     assert excluded.filter(pl.col("user_id") == 2)["item_id"].to_list() == [2, 5, 1]

@@ -125,9 +125,21 @@ def recommend(
 
 
 def _top_k(scores: Tensor, k: int) -> tuple[Tensor, Tensor]:
-    """The k best columns of each row, ties broken by the smaller column index: ([B, k] scores, [B, k] ids)."""
-    values, columns = torch.sort(scores, dim=1, descending=True, stable=True)
-    return values[:, :k], columns[:, :k]
+    """The k best columns of each row, ties broken by the smaller column index: ([B, k] scores, [B, k] ids).
+
+    topk, then a stable re-sort of its k entries by (score desc, id asc); the rare row with a tie across
+    the k-th place (more than k entries >= the k-th score) gets a full stable sort instead.
+    """
+    values, columns = torch.topk(scores, k, dim=1)
+    by_id = columns.argsort(dim=1)
+    values, columns = values.gather(1, by_id), columns.gather(1, by_id)
+    by_score = torch.sort(values, dim=1, descending=True, stable=True).indices
+    values, columns = values.gather(1, by_score), columns.gather(1, by_score)
+    tied = (scores >= values[:, -1:]).sum(dim=1) > k
+    if tied.any():
+        full_values, full_columns = torch.sort(scores[tied], dim=1, descending=True, stable=True)
+        values[tied], columns[tied] = full_values[:, :k], full_columns[:, :k]
+    return values, columns
 
 
 def _faiss_top_k(
