@@ -3,6 +3,7 @@
     python benchmarks/bench_train.py                             # sasrec and bbqrec, 2 epochs each, 1 thread
     python benchmarks/bench_train.py --epochs 0 --variants sasrec  # until early stopping (long on a CPU)
     python benchmarks/bench_train.py --sids results/beauty/sids/bbq/semantic_ids.parquet
+    python benchmarks/bench_train.py --variants sasrec --config-json '{"training_rows": "prefix", "batch_size": 2048}'
 
 Each variant runs in a fresh process, so its peak memory (max RSS, and peak CUDA memory on a GPU) is its own.
 Reports seconds per training epoch, per validation pass during training, per full test evaluation
@@ -114,6 +115,7 @@ def main(argv=None):
     parser.add_argument("--device", default="cpu", help="cpu, cuda or auto")
     parser.add_argument("--data", default=None, help="a prepared Beauty data folder (default: prepare one)")
     parser.add_argument("--sids", default=None, help="semantic_ids.parquet for bbqrec (default: random codes)")
+    parser.add_argument("--config-json", default="{}", help="further train config keys, e.g. '{\"training_rows\": \"prefix\"}'")
     parser.add_argument("--json", default=None, help="also write the rows to this JSON file")
     parser.add_argument("--one", default=None, help=argparse.SUPPRESS)  # internal: run one variant
     args = parser.parse_args(argv)
@@ -128,7 +130,7 @@ def main(argv=None):
 
         sids = str(Path(tempfile.mkdtemp(prefix="bench-sids-")) / "semantic_ids.parquet")
         random_semantic_ids(count_items(data / "items.parquet"), Path(sids))
-    config = {"threads": args.threads, "device": args.device}
+    config = {**json.loads(args.config_json), "threads": args.threads, "device": args.device}
     if args.epochs:
         config["max_epochs"] = args.epochs
     rows = []

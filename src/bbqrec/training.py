@@ -236,7 +236,7 @@ def pack_rows(inputs: torch.Tensor, targets: torch.Tensor) -> tuple[torch.Tensor
 
     Returns (inputs, targets, positions, segments), each [R, L] with R <= B: every sequence keeps its
     positions 0..len-1 and gets its own segment id (1..B; 0 = empty slot), so attention stays inside it and
-    the loss is the one of the unpacked batch; only the compute on padding is saved.
+    the loss is the one of the unpacked batch (dropout draws aside); only the compute on padding is saved.
     """
     width = inputs.shape[1]
     lengths = (inputs != 0).sum(dim=1).tolist()
