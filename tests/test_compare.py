@@ -40,3 +40,29 @@ def test_mean_std_gain_and_paired_wilcoxon():
     assert base_row["gain"] == 0.0 and base_row["p_value"] is None
     text = markdown(table, ["sasrec", "bbqrec"])
     assert "| `bbqrec` | 2 | 0.1350 ± 0.0071 | +22.7% |" in text
+
+
+def test_every_variant_is_also_tested_against_sasrec_mm():
+    metrics = pl.DataFrame(
+        [metrics_rows("sasrec", 0, 0.10), metrics_rows("sasrec-mm", 0, 0.12), metrics_rows("bbqrec", 0, 0.15)]
+    )
+    base = {1: 0, 2: 0, 3: 0, 4: 1, 5: 0, 6: 0}
+    multimodal = {1: 1, 2: 0, 3: 0, 4: 1, 5: 0, 6: 0}
+    ours = {1: 1, 2: 1, 3: 1, 4: 0, 5: 1, 6: 1}
+    users = [
+        {"dataset": "d", "variant": variant, "seed": 0, "user_id": u, "metric": "recall", "k": 10, "value": float(v)}
+        for variant, values in (("sasrec", base), ("sasrec-mm", multimodal), ("bbqrec", ours))
+        for u, v in values.items()
+    ]
+    table = comparison_table(metrics, pl.DataFrame(users))
+    ours_row = table.filter(pl.col("variant") == "bbqrec").row(0, named=True)
+    assert ours_row["gain"] == pytest.approx(0.15 / 0.10 - 1)
+    assert ours_row["gain_mm"] == pytest.approx(0.15 / 0.12 - 1)
+    # against sasrec-mm: user 1 ties (dropped), users 2, 3, 5, 6 gain, user 4 loses
+    assert ours_row["p_value_mm"] == pytest.approx(wilcoxon([0, 1, 1, -1, 1, 1], zero_method="wilcox").pvalue)
+    assert ours_row["p_value"] == pytest.approx(wilcoxon([1, 1, 1, -1, 1, 1], zero_method="wilcox").pvalue)
+    mm_row = table.filter(pl.col("variant") == "sasrec-mm").row(0, named=True)
+    assert mm_row["gain_mm"] == 0.0 and mm_row["p_value_mm"] is None
+    text = markdown(table, ["sasrec", "sasrec-mm", "bbqrec"])
+    assert "gain vs sasrec | p | gain vs sasrec-mm | p |" in text
+    assert "| `bbqrec` | 1 | 0.1500 ± 0.0000 | +50.0% |" in text and "| +25.0% |" in text

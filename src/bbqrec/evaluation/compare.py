@@ -1,8 +1,10 @@
-"""The comparison table: mean ± std over seeds per dataset and variant, gain over the baseline, paired test.
+"""The comparison table: mean ± std over seeds per dataset and variant, gains over the baselines, paired tests.
 
-The paired test compares each variant with the baseline user by user on the test split: per-user metrics are
-averaged over seeds first (so a user counts once), then a two-sided Wilcoxon signed-rank test is run on the
-paired differences (zero differences dropped, as Wilcoxon's original procedure).
+Two baselines: `sasrec` (ID only) and `sasrec-mm` (the same continuous text/image inputs without codes or
+reweighting); beating the first alone proves little, so every variant is tested against both. The paired test
+compares a variant with a baseline user by user on the test split: per-user metrics are averaged over seeds
+first (so a user counts once), then a two-sided Wilcoxon signed-rank test is run on the paired differences
+(zero differences dropped, as Wilcoxon's original procedure).
 """
 
 from __future__ import annotations
@@ -14,6 +16,9 @@ import polars as pl
 from scipy.stats import wilcoxon
 
 BASELINE = "sasrec"
+# Baselines of the table -> the suffix of their gain/p_value columns (comparison.parquet keeps `gain`, `p_value`
+# for sasrec).
+BASELINES = {"sasrec": "", "sasrec-mm": "_mm"}
 HEADLINE = (("recall", 10), ("ndcg", 10))
 METRIC_NAMES = {"recall": "Recall", "ndcg": "NDCG"}
 
@@ -50,52 +55,58 @@ def paired_p_values(user_metrics: pl.DataFrame, baseline: str = BASELINE) -> pl.
 
 
 def comparison_table(
-    metrics: pl.DataFrame, user_metrics: pl.DataFrame, baseline: str = BASELINE
+    metrics: pl.DataFrame, user_metrics: pl.DataFrame, baselines: dict[str, str] = BASELINES
 ) -> pl.DataFrame:
-    """Test-split summary with the relative gain of the mean over `baseline` and the paired p-value."""
-    summary = summarize(metrics.filter(pl.col("split") == "test"))
-    base = summary.filter(pl.col("variant") == baseline).select(
-        "dataset", "metric", "k", base_mean=pl.col("mean")
-    )
-    table = summary.join(base, on=["dataset", "metric", "k"], how="left").with_columns(
-        gain=pl.col("mean") / pl.col("base_mean") - 1.0
-    )
-    table = table.join(
-        paired_p_values(user_metrics, baseline).with_columns(pl.col("k").cast(table.schema["k"])),
-        on=["dataset", "variant", "metric", "k"],
-        how="left",
-    )
-    return table.drop("base_mean").sort("dataset", "variant", "metric", "k")
+    """Test-split summary with, per baseline, the relative gain of the mean (`gain<suffix>`) and the paired
+    p-value (`p_value<suffix>`); both null where the baseline was not run."""
+    table = summarize(metrics.filter(pl.col("split") == "test"))
+    for baseline, suffix in baselines.items():
+        base = table.filter(pl.col("variant") == baseline).select("dataset", "metric", "k", base_mean=pl.col("mean"))
+        p_values = paired_p_values(user_metrics, baseline).rename({"p_value": f"p_value{suffix}"})
+        table = (
+            table.join(base, on=["dataset", "metric", "k"], how="left")
+            .with_columns((pl.col("mean") / pl.col("base_mean") - 1.0).alias(f"gain{suffix}"))
+            .drop("base_mean")
+            .join(
+                p_values.with_columns(pl.col("k").cast(table.schema["k"])),
+                on=["dataset", "variant", "metric", "k"],
+                how="left",
+            )
+        )
+    return table.sort("dataset", "variant", "metric", "k")
 
 
-def markdown(table: pl.DataFrame, variants: Sequence[str], headline=HEADLINE, baseline: str = BASELINE) -> str:
-    """One Markdown table per dataset: mean ± std of the headline metrics, gain and p-value vs the baseline."""
+def markdown(table: pl.DataFrame, variants: Sequence[str], headline=HEADLINE, baselines: dict[str, str] = BASELINES) -> str:
+    """One Markdown table per dataset: mean ± std of the headline metrics, gain and p-value vs each baseline."""
+    names = " and ".join(f"`{b}`" for b in baselines)
     lines = [
         "# Comparison (test split, full ranking, mean ± std over seeds)",
         "",
-        f"Gain: relative change of the mean over `{baseline}`; p: two-sided Wilcoxon signed-rank test over users "
-        "(per-user metrics averaged over seeds).",
+        f"Gain vs X: relative change of the mean over baseline X ({names}); p: two-sided Wilcoxon signed-rank "
+        "test over users of the same difference (per-user metrics averaged over seeds).",
     ]
     order = {v: i for i, v in enumerate(variants)}
     for dataset in table["dataset"].unique(maintain_order=True).sort():
         rows = table.filter(pl.col("dataset") == dataset)
         header = ["variant", "seeds"]
         for metric, k in headline:
-            header += [f"{METRIC_NAMES[metric]}@{k}", "gain", "p"]
+            header.append(f"{METRIC_NAMES[metric]}@{k}")
+            for baseline in baselines:
+                header += [f"gain vs {baseline}", "p"]
         lines += ["", f"## {dataset}", "", "| " + " | ".join(header) + " |", "|" + " --- |" * len(header)]
         for variant in sorted(rows["variant"].unique(), key=lambda v: order.get(v, len(order))):
-            cells = [f"`{variant}`"]
+            cells = [f"`{variant}`", ""]
             for metric, k in headline:
                 row = rows.filter((pl.col("variant") == variant) & (pl.col("metric") == metric) & (pl.col("k") == k))
                 if row.is_empty():
-                    cells += ["", "", ""] if len(cells) > 1 else ["", "", "", ""]
+                    cells += [""] * (1 + 2 * len(baselines))
                     continue
                 r = row.row(0, named=True)
-                if len(cells) == 1:
-                    cells.append(str(r["seeds"]))
+                cells[1] = str(r["seeds"])
                 cells.append(f"{r['mean']:.4f} ± {r['std']:.4f}")
-                cells.append("" if r["gain"] is None or variant == baseline else f"{r['gain']:+.1%}")
-                p = r["p_value"]
-                cells.append("" if p is None or math.isnan(p) else f"{p:.2g}")
+                for baseline, suffix in baselines.items():
+                    gain, p = r[f"gain{suffix}"], r[f"p_value{suffix}"]
+                    cells.append("" if gain is None or variant == baseline else f"{gain:+.1%}")
+                    cells.append("" if p is None or math.isnan(p) else f"{p:.2g}")
             lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines) + "\n"
