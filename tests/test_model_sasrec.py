@@ -100,7 +100,23 @@ def test_similarity_buckets_by_hand():
     with torch.no_grad():
         bias.tables[0, :, 0] = torch.arange(20.0)  # entry of (pair, bucket) = 5 * pair + bucket
     # p=0, q=1: pairs (tt, ti, it, ii) -> buckets (2, 0, 2, 0) -> 2 + 5 + 12 + 15 = 34
-    assert bias(rows, layer=0)[0, 0, 0, 1].item() == 34.0
+    assert bias(bias.one_hot(rows), layer=0)[0, 0, 0, 1].item() == 34.0
+
+
+@pytest.mark.parametrize("kind", ["prefix", "equal_levels"])
+def test_fast_buckets_and_bias_equal_the_reference_on_real_codes(beauty, attribute_codes, kind):
+    # The layer's fast path (level keys, one [B, L*M, L*M] comparison per level, one-hot @ table) against the
+    # direct definitions: the broadcast comparison of codes and a sum of the M*M table entries per pair.
+    _, _, histories = beauty
+    reference = prefix_match_length if kind == "prefix" else equal_level_count
+    bias = SimilarityBias(kind, n_layers=1, n_heads=2, item_codes=attribute_codes)
+    torch.nn.init.normal_(bias.tables)
+    rows = bias.buckets(histories)
+    same = (histories[:, :, None] == histories[:, None, :])[..., None, None]
+    expected = torch.where(same, bias.self_bucket, reference(attribute_codes[histories]).long()).flatten(3)
+    assert torch.equal(rows % bias.n_buckets, expected)
+    summed = bias.tables[0][rows].sum(dim=3).permute(0, 3, 1, 2)  # [B, H, L, L]
+    assert torch.allclose(bias(bias.one_hot(rows), layer=0), summed, atol=1e-5)
 
 
 def test_cosine_buckets_by_hand():

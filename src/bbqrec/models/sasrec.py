@@ -142,9 +142,9 @@ class SASRec(nn.Module):
             for block in self.blocks:
                 x = block(x, bias)
         else:
-            buckets = self.similarity.buckets(item_seq)  # [B, L, L, M*M], shared by every layer
+            pairs = self.similarity.one_hot(self.similarity.buckets(item_seq))  # [B, L, L, rows], shared by layers
             for layer, block in enumerate(self.blocks):
-                bias = attention_bias(item_seq, self.similarity(buckets, layer), segments)  # [B, H, L, L]
+                bias = attention_bias(item_seq, self.similarity(pairs, layer), segments)  # [B, H, L, L]
                 x = block(x, bias)
         return self.final_norm(x)
 

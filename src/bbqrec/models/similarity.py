@@ -29,6 +29,31 @@ def equal_level_count(codes: Tensor) -> Tensor:
     return equal.sum(dim=-1)
 
 
+def prefix_ids(codes: Tensor) -> Tensor:
+    """Codes [N, M, levels] -> [N, M, levels]: at level l, one id per distinct prefix (c1..cl), over all streams.
+
+    Two IDs share a prefix of length >= l exactly when their level-l prefix ids are equal, so the prefix
+    length is a count of equal ids: the same cheap comparison as `equal_level_count`, without a cumprod.
+    """
+    flat = codes.reshape(-1, codes.shape[-1])
+    ids = [torch.unique(flat[:, : level + 1], dim=0, return_inverse=True)[1] for level in range(flat.shape[1])]
+    return torch.stack(ids, dim=-1).view(codes.shape)
+
+
+def count_equal_keys(keys: Tensor) -> Tensor:
+    """Per (query, key) pair and stream pair, how many levels have equal keys: [B, L, M, levels] -> [B, L, L, M, M].
+
+    One [B, L*M, L*M] comparison per level: much faster than broadcasting the 6-d [B, L, L, M, M, levels] one.
+    """
+    batch, length, streams, levels = keys.shape
+    flat = keys.reshape(batch, length * streams, levels)
+    count = torch.zeros(batch, length * streams, length * streams, dtype=torch.uint8, device=keys.device)
+    for level in range(levels):
+        column = flat[:, :, level]
+        count += column[:, :, None] == column[:, None, :]
+    return count.view(batch, length, streams, length, streams).permute(0, 1, 3, 2, 4)
+
+
 def cosine_bucket(vectors: Tensor, n_buckets: int) -> Tensor:
     """Bucketed cosine of every (query, key) pair: vectors [B, L, M, d] -> [B, L, L, M, M] in 0..n_buckets-1."""
     unit = F.normalize(vectors, dim=-1)
@@ -61,6 +86,9 @@ class SimilarityBias(nn.Module):
         self.cosine_buckets = cosine_buckets
         self.n_streams, self.n_levels = item_codes.shape[1], item_codes.shape[2]
         self.register_buffer("item_codes", item_codes.long())
+        # What `buckets` compares level by level: prefix ids (prefix) or the codes themselves (equal_levels).
+        keys = prefix_ids(item_codes.long()) if kind == "prefix" else item_codes.long()
+        self.register_buffer("level_keys", keys)
         if kind == "cosine":
             self.register_buffer("item_vectors", item_vectors.float())
         similar_buckets = cosine_buckets if kind == "cosine" else self.n_levels + 1
@@ -73,17 +101,22 @@ class SimilarityBias(nn.Module):
         """Row indices into a layer's table, one per stream pair: [B, L] -> [B, L, L, M*M]."""
         if self.kind == "cosine":
             bucket = cosine_bucket(self.item_vectors[item_seq], self.cosine_buckets)
-        elif self.kind == "prefix":
-            bucket = prefix_match_length(self.item_codes[item_seq])
-        else:
-            bucket = equal_level_count(self.item_codes[item_seq])
+        else:  # prefix length or equal-level count, 0..levels
+            bucket = count_equal_keys(self.level_keys[item_seq]).long()
         same_item = (item_seq[:, :, None] == item_seq[:, None, :])[..., None, None]  # [B, L, L, 1, 1]
         bucket = torch.where(same_item, self.self_bucket, bucket).flatten(3)  # [B, L, L, M*M]
         pair = torch.arange(bucket.shape[-1], device=bucket.device)
         return pair * self.n_buckets + bucket
 
-    def forward(self, buckets: Tensor, layer: int) -> Tensor:
-        """The bias of one layer: buckets [B, L, L, M*M] -> [B, H, L, L]."""
-        batch, length, _, n_pairs = buckets.shape
-        bias = F.embedding_bag(buckets.reshape(-1, n_pairs), self.tables[layer], mode="sum")  # [B*L*L, H]
-        return bias.view(batch, length, length, -1).permute(0, 3, 1, 2)
+    def one_hot(self, buckets: Tensor) -> Tensor:
+        """Table-row indicators of every (query, key) pair: buckets [B, L, L, M*M] -> [B, L, L, rows] (0/1 float).
+
+        Built once per batch and shared by every layer. A bias is then one matrix product with the table, whose
+        gradient is another: on a CPU, about six times faster than gathering the M*M entries per pair.
+        """
+        counts = torch.zeros(*buckets.shape[:3], self.tables.shape[1], device=buckets.device)
+        return counts.scatter_(-1, buckets, 1.0)
+
+    def forward(self, one_hot: Tensor, layer: int) -> Tensor:
+        """The bias of one layer: indicators [B, L, L, rows] (see `one_hot`) -> [B, H, L, L]."""
+        return torch.einsum("bpqr,rh->bhpq", one_hot, self.tables[layer])
