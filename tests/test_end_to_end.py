@@ -84,3 +84,14 @@ def test_changing_the_text_template_reruns_downstream_only(finished_run):
     planned = planned_rules(result)
     assert {"embed_text", "gather_embeddings", "quantize", "assign_sids", "train", "evaluate"} <= planned
     assert "prepare_data" not in planned and "behavior_embed" not in planned
+
+
+def test_report_is_one_html_file_with_every_view(finished_run):
+    result = snakemake(finished_run, "--report", "report.html")
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    report = (finished_run / "report.html").read_text()
+    for view in ("dataset_stats.html", "sid_quality.svg", "tokenizer_log.svg", "training_curves.svg",
+                 "comparison.html", "comparison.svg"):
+        assert view in report, view
+    for category in ("1. Data", "2. Semantic IDs", "3. Training", "4. Comparison"):
+        assert category in report, category

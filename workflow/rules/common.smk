@@ -84,19 +84,44 @@ def get_final_outputs():
         *expand("results/{dataset}/data/stats.json", dataset=DATASETS),
         *get_sid_quality_outputs(),
         "results/comparison.md",
+        *get_report_outputs(),
     ]
+
+
+def get_tokenizers():
+    """The tokenizers that the configured variants use, sorted."""
+    tokenizers = {get_variant(v).tokenizer for v in config["train"]["variants"]}
+    return sorted(tokenizers - {None})
 
 
 def get_sid_quality_outputs():
     """The SID quality report of every tokenizer that the configured variants use."""
-    tokenizers = {get_variant(v).tokenizer for v in config["train"]["variants"]} - {
-        None
-    }
     return expand(
         "results/{dataset}/sids/{tokenizer}/sid_quality.json",
         dataset=DATASETS,
-        tokenizer=sorted(tokenizers),
+        tokenizer=get_tokenizers(),
     )
+
+
+def get_report_outputs():
+    """The figures and HTML tables of `snakemake --report` (workflow/rules/report.smk)."""
+    return [
+        *expand("results/{dataset}/report/dataset_stats.html", dataset=DATASETS),
+        *expand(
+            "results/{dataset}/report/{tokenizer}/{view}.svg",
+            dataset=DATASETS,
+            tokenizer=get_tokenizers(),
+            view=["sid_quality", "tokenizer_log"],
+        ),
+        *expand("results/{dataset}/report/training_curves.svg", dataset=DATASETS),
+        "results/comparison.html",
+        "results/comparison.svg",
+    ]
+
+
+def get_report_title(wildcards):
+    """Figure title of a tokenizer's report views: the dataset and the tokenizer."""
+    return f"{wildcards.dataset}, tokenizer {wildcards.tokenizer}"
 
 
 def to_json(value):
@@ -172,6 +197,16 @@ def get_train_input_args(wildcards, input):
         f"--{name} {input[name]}"
         for name in ("sids", "text", "image")
         if name in input.keys()
+    )
+
+
+def get_train_logs(wildcards):
+    """The per-epoch training log of every configured variant and seed of one dataset."""
+    return expand(
+        "results/{dataset}/train/{variant}/seed{seed}/log.parquet",
+        dataset=wildcards.dataset,
+        variant=config["train"]["variants"],
+        seed=config["train"]["seeds"],
     )
 
 

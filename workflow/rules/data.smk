@@ -41,6 +41,7 @@ rule prepare_data:
             caption="../report/stats.rst",
             category="1. Data",
             subcategory="{dataset}",
+            labels={"view": "statistics: numbers (JSON)"},
         ),
     log:
         "logs/prepare_data/{dataset}.log",

@@ -42,6 +42,7 @@ rule assign_sids:
             caption="../report/sid_quality.rst",
             category="2. Semantic IDs",
             subcategory="{dataset}",
+            labels={"view": "SID quality: numbers (JSON)", "tokenizer": "{tokenizer}"},
         ),
     log:
         "logs/assign_sids/{dataset}.{tokenizer}.log",

@@ -1,0 +1,154 @@
+"""The report's figures and HTML pages (bbqrec.report) on artifacts shaped like the real ones, and the report
+rules in the planned DAG."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import xml.etree.ElementTree as ET
+from pathlib import Path
+
+import polars as pl
+
+from bbqrec.report.plots import (
+    plot_comparison,
+    plot_sid_quality,
+    plot_tokenizer_log,
+    tokenizer_panels,
+    train_log_key,
+)
+from bbqrec.report.tables import baseline_columns, comparison_html, dataset_stats_html
+
+REPO = Path(__file__).resolve().parents[1]
+BIN = Path(sys.executable).parent
+REPORT_RULES = ("report_dataset_stats", "plot_sid_quality", "plot_tokenizer_log", "plot_training_curves",
+                "report_comparison")
+
+
+def run_script(name: str, *args: str) -> None:
+    result = subprocess.run(
+        [sys.executable, str(REPO / "workflow" / "scripts" / name), *args],
+        capture_output=True, text=True, timeout=120,
+        env={**os.environ, "PYTHONPATH": f"{REPO / 'src'}{os.pathsep}{os.environ.get('PYTHONPATH', '')}"},
+    )
+    assert result.returncode == 0, result.stderr
+
+
+def assert_svg(path: Path) -> None:
+    assert ET.parse(path).getroot().tag == "{http://www.w3.org/2000/svg}svg"
+    assert path.stat().st_size > 10_000  # axes, lines and text outlines, not an empty canvas
+
+
+def train_log(epochs: int, start: float, slope: float) -> pl.DataFrame:
+    """A log with the columns of results/<ds>/train/<variant>/seed<k>/log.parquet (bbqrec.training)."""
+    ndcg = [0.02 + 0.01 * min(e, 4) - 0.002 * max(e - 4, 0) for e in range(1, epochs + 1)]
+    frame = {"epoch": list(range(1, epochs + 1)), "loss": [start - slope * e for e in range(epochs)]}
+    for k in (5, 10, 20):
+        frame |= {f"valid_recall_{k}": [2 * x for x in ndcg], f"valid_ndcg_{k}": ndcg}
+    return pl.DataFrame(frame | {"seconds": [1.0] * epochs, "valid_seconds": [0.5] * epochs, "lr": [1e-3] * epochs})
+
+
+def test_training_curves_script_draws_every_variant_and_seed_deterministically(tmp_path):
+    logs = []
+    for variant, start in (("sasrec", 7.4), ("sasrec-bce", 1.4), ("bbqrec", 6.6)):  # CE and BCE: log-scale loss
+        for seed in (0, 1):
+            path = tmp_path / "train" / variant / f"seed{seed}" / "log.parquet"
+            path.parent.mkdir(parents=True)
+            train_log(6 + seed, start, 0.1).write_parquet(path)
+            logs.append(str(path))
+    assert train_log_key(logs[-1]) == ("bbqrec", 1)
+    out = tmp_path / "curves.svg"
+    args = ("--logs", *logs, "--variants", "sasrec", "sasrec-bce", "bbqrec", "--title", "d", "--out")
+    run_script("plot_training_curves.py", *args, str(out))
+    assert_svg(out)
+    first = out.read_bytes()
+    run_script("plot_training_curves.py", *args, str(out))
+    assert out.read_bytes() == first  # no date or random ids: an unchanged input gives an identical file
+
+
+def test_tokenizer_log_panels_group_known_columns_and_keep_new_ones(tmp_path):
+    # the columns of results/<ds>/quantize/<tokenizer>/log.parquet, plus one the figure does not know yet
+    columns = ["epoch", "align_behavior_image", "align_behavior_text", "align_text_image", "behavior_recon", "club",
+               "club_fit", "quantizer", "recon", "seq", "total", "level1_codes_used", "dead_codes_reseeded",
+               "seconds", "new_term"]
+    log = pl.DataFrame({c: [float(10 - e) for e in range(4)] for c in columns}).with_columns(
+        pl.col("epoch").cast(pl.Int32)
+    )
+    panels = dict(tokenizer_panels(log.columns))
+    assert panels["reconstruction loss"] == ["recon", "behavior_recon"]
+    assert len(panels["cross-modal alignment loss (InfoNCE)"]) == 3
+    assert panels["new term"] == ["new_term"]
+    assert not {"epoch", "seconds"} & {c for cols in panels.values() for c in cols}
+    plot_tokenizer_log(log, tmp_path / "tok.svg", "d, tokenizer bbq")
+    assert_svg(tmp_path / "tok.svg")
+
+
+def test_sid_quality_figure_from_the_quality_of_real_code_tuples(tmp_path):
+    from bbqrec.quantize.sids import sid_quality  # the function assign_sids uses for sid_quality.json
+
+    rows = []
+    for stream, shift in (("text", 0), ("image", 1), ("behavior", 2)):
+        rows += [{"item_id": i, "stream": stream, "c1": (i + shift) % 4, "c2": (i // 2) % 4} for i in range(1, 13)]
+    quality = sid_quality(pl.DataFrame(rows), codebook_size=4)
+    quality |= {"tokenizer": "bbq", "codebook": "shared"}
+    for stream in quality["streams"]:
+        quality["streams"][stream]["input_duplicate_rate"] = 0.0
+    path = tmp_path / "sid_quality.json"
+    path.write_text(json.dumps(quality))
+    run_script("plot_sid_quality.py", "--quality", str(path), "--title", "d, tokenizer bbq",
+               "--out", str(tmp_path / "q.svg"))
+    assert_svg(tmp_path / "q.svg")
+
+
+def test_dataset_stats_page_of_a_real_prepared_dataset(prepared):
+    stats = json.loads((prepared("gift-cards") / "stats.json").read_text())
+    page = dataset_stats_html(stats)
+    assert page.startswith("<!DOCTYPE html>") and "<script" not in page  # self-contained, no scripts
+    assert "gift-cards" in page and "458" in page and "2,972" in page  # users, interactions
+    assert "max_history_len" in page
+
+
+def comparison() -> pl.DataFrame:
+    """The comparison table that bbqrec.evaluation.compare builds from metrics of three variants and two seeds."""
+    from bbqrec.evaluation.compare import comparison_table
+
+    means = {"sasrec": 0.10, "sasrec-mm": 0.12, "bbqrec": 0.13}
+    metrics, users = [], []
+    for variant, mean in means.items():
+        for seed in (0, 1):
+            for metric in ("recall", "ndcg"):
+                for k in (5, 10, 20):
+                    key = {"dataset": "d", "variant": variant, "seed": seed, "metric": metric, "k": k}
+                    metrics.append(key | {"split": "test", "value": mean + 0.01 * seed})
+                    users += [key | {"user_id": u, "value": float((u * 7 + seed) % 10 < mean * 40)}
+                              for u in range(1, 30)]
+    return comparison_table(pl.DataFrame(metrics), pl.DataFrame(users))
+
+
+def test_comparison_page_bolds_the_best_and_tests_against_each_baseline_run(tmp_path):
+    table = comparison()
+    baselines = baseline_columns(table)
+    assert "sasrec" in baselines and set(baselines.values()) == {
+        c[len("gain"):] for c in table.columns if c.startswith("gain")
+    }
+    page = comparison_html(table, ["sasrec", "sasrec-mm", "bbqrec"])
+    for baseline in baselines:
+        assert f"gain vs <code>{baseline}</code>" in page
+    assert '<td class="best">0.1350 ± 0.0071</td>' in page  # bbqrec: mean of .13 and .14, sample std
+    assert page.index(">sasrec<") < page.index(">sasrec-mm<") < page.index(">bbqrec<")  # config order
+    plot_comparison(table, tmp_path / "c.svg", ["sasrec", "sasrec-mm", "bbqrec"])
+    assert_svg(tmp_path / "c.svg")
+
+
+def test_report_rules_are_planned_by_the_default_run():
+    result = subprocess.run(
+        [str(BIN / "snakemake"), "-n", "--cores", "1", "--forceall", "--quiet", "rules"],
+        cwd=REPO, capture_output=True, text=True, timeout=300,
+        env={**os.environ, "PATH": f"{BIN}{os.pathsep}{os.environ['PATH']}"},
+    )
+    assert result.returncode == 0, result.stderr
+    planned = result.stdout
+    for rule in REPORT_RULES:
+        assert f"\n{rule} " in planned, rule
