@@ -21,6 +21,7 @@ import numpy as np
 import polars as pl
 import torch
 
+from bbqrec import distributed
 from bbqrec.evaluation import EvalSet, mean_metrics, target_ranks
 from bbqrec.evaluation.ranking import BACKENDS
 from bbqrec.io import InputError, atomic_path
@@ -64,7 +65,8 @@ class TrainConfig:
     recommend_backend: str = "matmul"
     # resources
     device: str = "auto"
-    threads: int = 1
+    threads: int = 1  # torch threads of each process
+    processes: int = 1  # > 1: data-parallel training (DDP) on that many processes, started by torchrun
 
     @classmethod
     def from_dict(cls, values: dict[str, Any], source: str = "config train") -> "TrainConfig":
@@ -96,7 +98,7 @@ CHOICES = {
     "recommend_backend": BACKENDS,
 }
 DEFAULT_TRAIN_CONFIG: dict[str, Any] = asdict(TrainConfig())
-NOT_TRAINING_OPTIONS = ("eval_batch_size", "recommend_k", "recommend_backend", "device", "threads")
+NOT_TRAINING_OPTIONS = ("eval_batch_size", "recommend_k", "recommend_backend", "device", "threads", "processes")
 
 
 @dataclass(frozen=True)
@@ -269,24 +271,38 @@ def train_epoch(
     optimizer: torch.optim.Optimizer,
     generator: torch.Generator,
     batch_size: int,
+    loss_fn: Callable[..., torch.Tensor] | None = None,
 ) -> float:
-    """One pass over the training rows in a random order; returns the mean loss per predicted position."""
+    """One pass over the training rows in a random order; returns the mean loss per predicted position.
+
+    With several processes, `loss_fn` is the model's DDP loss (bbqrec.distributed.data_parallel_loss): every
+    rank takes rank 0's order and trains on its share of each batch of `batch_size` rows, its loss weighed so
+    that the gradient averaged over the ranks is the single-process one (the mean over the batch's targets).
+    """
     model.train()
+    loss_fn = loss_fn or model.loss
+    world = distributed.world_size()
     device = next(model.parameters()).device
-    order = torch.randperm(len(data.inputs), generator=generator)
+    order = distributed.broadcast_(torch.randperm(len(data.inputs), generator=generator))
     total, count = 0.0, 0
     for start in range(0, len(order), batch_size):
-        rows = order[start : start + batch_size]
+        batch = order[start : start + batch_size]
+        batch_targets = int((data.targets[batch] != 0).sum())
+        rows = batch[distributed.shard(len(batch))]
+        own = len(rows) > 0  # a last batch may have fewer rows than ranks: the others still join the backward
+        rows = rows if own else batch[:1]
         inputs, targets = data.inputs[rows], data.targets[rows]
         width = int((inputs != 0).sum(dim=1).max())  # left-aligned: trailing all-padding columns change nothing
         inputs, targets, positions, segments = (t.to(device) for t in pack_rows(inputs[:, :width], targets[:, :width]))
-        loss = model.loss(inputs, targets, generator, positions, segments)
+        loss = loss_fn(inputs, targets, generator, positions, segments)
+        n_targets = int((targets != 0).sum()) if own else 0
         optimizer.zero_grad(set_to_none=True)
-        loss.backward()
+        # DDP divides the summed gradients by `world`; one process: the weight is exactly 1
+        (loss * (n_targets * world / batch_targets)).backward()
         optimizer.step()
-        n_targets = int((targets != 0).sum())
         total += loss.item() * n_targets
         count += n_targets
+    total, count = distributed.sum_all([total, count])
     return total / count
 
 
@@ -304,11 +320,23 @@ def fit(
     The model ends with the best epoch's weights. With `checkpoint_path`, an existing checkpoint of the same
     run (same config, seed and model) is resumed, and a new one is written after each epoch, before
     `on_epoch(log_row)` is called. A checkpoint of another run is ignored and overwritten.
+
+    With `config.processes` > 1, every process started by torchrun calls fit inside
+    bbqrec.distributed.process_group: they train one model together (see `train_epoch`), share the
+    validation, stop together and end with the same weights; rank 0 writes the checkpoint.
     """
+    world = distributed.world_size()
+    if config.processes != world:
+        raise InputError(
+            f"config train.processes is {config.processes} but {world} process(es) run: start train.py with "
+            f"torchrun --standalone --nproc_per_node {config.processes} (the train rule does)"
+        )
     torch.set_num_threads(config.threads)
-    model.to(resolve_device(config.device))
+    model.to(distributed.local_device(resolve_device(config.device)))
     optimizer = torch.optim.Adam(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
-    generator = torch.Generator().manual_seed(seed)  # user order and sampled negatives
+    generator = torch.Generator().manual_seed(distributed.rank_seed(seed))  # user order and sampled negatives
+    if distributed.rank() > 0:  # dropout masks of its own (rank 0 keeps the single-process draws)
+        torch.manual_seed(distributed.rank_seed(seed))
     state = {"epoch": 0, "best_metric": -1.0, "best_epoch": 0, "bad_epochs": 0, "log": []}
     best_weights = copy.deepcopy(model.state_dict())
     run = {  # what makes a checkpoint this run's; resources and recommendation options do not
@@ -316,6 +344,8 @@ def fit(
         "seed": seed,
         "model": asdict(model.config),
     }
+    if world > 1:  # split batches and per-rank draws: another run (no key for one process: older checkpoints resume)
+        run["processes"] = world
     saved = None
     if checkpoint_path is not None and Path(checkpoint_path).exists():
         saved = torch.load(checkpoint_path, map_location="cpu", weights_only=True)
@@ -325,17 +355,16 @@ def fit(
     if saved is not None:
         model.load_state_dict(saved["model"])
         optimizer.load_state_dict(saved["optimizer"])
-        generator.set_state(saved["generator"])
-        torch.set_rng_state(saved["torch_rng"])
-        if torch.cuda.is_available() and saved["cuda_rng"]:
-            torch.cuda.set_rng_state_all(saved["cuda_rng"])
+        _set_rng_state(generator, saved if distributed.rank() == 0 else saved["other_ranks"][distributed.rank() - 1])
         best_weights = saved["best_weights"]
         state = saved["state"]
+    loss_fn = distributed.data_parallel_loss(model)
     while state["epoch"] < config.max_epochs and state["bad_epochs"] < config.patience:
         started = time.perf_counter()
-        loss = train_epoch(model, train, optimizer, generator, config.batch_size)
+        loss = train_epoch(model, train, optimizer, generator, config.batch_size, loss_fn)
         trained = time.perf_counter()
-        metrics = mean_metrics(target_ranks(model, valid, config.eval_batch_size, config.exclude_history), config.ks)
+        # every rank gets the same metrics, hence takes the same best-epoch and stopping decisions
+        metrics = _validate(model, valid, config)
         state["epoch"] += 1
         if metrics[SELECTION_METRIC] > state["best_metric"]:
             state.update(best_metric=metrics[SELECTION_METRIC], best_epoch=state["epoch"], bad_epochs=0)
@@ -352,21 +381,45 @@ def fit(
         }
         state["log"].append(row)
         if checkpoint_path is not None:
-            _save_checkpoint(checkpoint_path, run, model, optimizer, generator, best_weights, state)
+            rng = distributed.gather_objects(_rng_state(generator))  # each rank resumes its own draws
+            if distributed.is_main():
+                _save_checkpoint(checkpoint_path, run, model, optimizer, rng, best_weights, state)
         if on_epoch is not None:
             on_epoch(row)
     model.load_state_dict(best_weights)
     return FitResult(pl.DataFrame(state["log"]), state["best_epoch"], state["best_metric"])
 
 
-def _save_checkpoint(path, run, model, optimizer, generator, best_weights, state) -> None:
+def _validate(model: SASRec, valid: EvalSet, config: TrainConfig) -> dict[str, float]:
+    """Validation metrics; with several processes each ranks a share of the users and all get every rank."""
+    share = distributed.shard(len(valid.targets))
+    mine = EvalSet(valid.user_ids[share], valid.histories[share], valid.targets[share])
+    ranks = target_ranks(model, mine, config.eval_batch_size, config.exclude_history)
+    return mean_metrics(torch.cat(distributed.gather_objects(ranks)), config.ks)
+
+
+def _rng_state(generator: torch.Generator) -> dict[str, Any]:
+    return {
+        "generator": generator.get_state(),
+        "torch_rng": torch.get_rng_state(),
+        "cuda_rng": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [],
+    }
+
+
+def _set_rng_state(generator: torch.Generator, saved: dict[str, Any]) -> None:
+    generator.set_state(saved["generator"])
+    torch.set_rng_state(saved["torch_rng"])
+    if torch.cuda.is_available() and saved["cuda_rng"]:
+        torch.cuda.set_rng_state_all(saved["cuda_rng"])
+
+
+def _save_checkpoint(path, run, model, optimizer, rng, best_weights, state) -> None:
     checkpoint = {
         "run": run,
         "model": model.state_dict(),
         "optimizer": optimizer.state_dict(),
-        "generator": generator.get_state(),
-        "torch_rng": torch.get_rng_state(),
-        "cuda_rng": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [],
+        **rng[0],  # rank 0's random states, at the keys a single-process checkpoint has always had
+        "other_ranks": rng[1:],
         "best_weights": best_weights,
         "state": state,
     }

@@ -50,9 +50,11 @@ wildcard_constraints:
     source=r"[a-z0-9][a-z0-9-]*",
 
 
-def script(name):
+def script(name, launcher="python"):
     """`python <stage script>` with the project package importable without an install (cluster nodes too)."""
-    return f"PYTHONPATH={SRC_DIR}{os.pathsep}${{PYTHONPATH:-}} python {SCRIPTS / name}"
+    return (
+        f"PYTHONPATH={SRC_DIR}{os.pathsep}${{PYTHONPATH:-}} {launcher} {SCRIPTS / name}"
+    )
 
 
 def get_data_root(wildcards):
@@ -152,8 +154,42 @@ def get_train_options(wildcards):
     return {**config["train"]["options"], **DATASET_CONFIGS[wildcards.dataset]["train"]}
 
 
+def get_train_processes(wildcards):
+    """Training processes (train option `processes`; the package default is 1)."""
+    return get_train_options(wildcards).get("processes", 1)
+
+
+def get_train_script(wildcards):
+    """train.py under python, or under torchrun as `processes` data-parallel processes on this node."""
+    n = get_train_processes(wildcards)
+    if n == 1:
+        return script("train.py")
+    return script("train.py", f"torchrun --standalone --nproc_per_node {n}")
+
+
+def get_train_threads(wildcards):
+    """The train job's CPUs, shared by its processes: 2, or one per process if there are more."""
+    return max(2, get_train_processes(wildcards))
+
+
+def get_train_mem_mb(wildcards):
+    """The train job's memory: 6 GB, 3 GB more per extra process (each holds its own data and model)."""
+    return 3000 * (get_train_processes(wildcards) + 1)
+
+
+def get_train_gpu_request(wildcards):
+    """Config `gpus` for the train job; with several processes on GPUs, one GPU per process."""
+    return config["gpus"] and max(config["gpus"], get_train_processes(wildcards))
+
+
 def get_train_options_json(wildcards, threads):
-    """The train options for a script's --config-json, using the job's threads (both cores on CPU)."""
+    """The train options for train.py's --config-json: `threads` is each process's share of the job's threads."""
+    threads_each = max(1, threads // get_train_processes(wildcards))
+    return to_json({**get_train_options(wildcards), "threads": threads_each})
+
+
+def get_eval_options_json(wildcards, threads):
+    """The train options for evaluate.py's --config-json, using the job's threads (both cores on CPU)."""
     return to_json({**get_train_options(wildcards), "threads": threads})
 
 

@@ -17,13 +17,14 @@ rule train:
         "logs/train/{dataset}.{variant}.seed{seed}.log",
     conda:
         "../../envs/model.yaml"
-    threads: 2
+    threads: get_train_threads
     resources:
-        mem_mb=6000,
+        mem_mb=get_train_mem_mb,
         runtime=240,
-        gpu=get_gpu_request,
+        gpu=get_train_gpu_request,
+        nodes=1,  # torchrun --standalone: every process of a job on one node
     params:
-        script=script("train.py"),
+        script=get_train_script,
         inputs=get_train_input_args,
         options=get_train_options_json,
     shell:
@@ -52,7 +53,7 @@ rule evaluate:
         runtime=30,
     params:
         script=script("evaluate.py"),
-        options=get_train_options_json,
+        options=get_eval_options_json,
     shell:
         "{params.script} --dataset {wildcards.dataset} --variant {wildcards.variant}"
         " --seed {wildcards.seed} --model {input.model}"

@@ -3,6 +3,9 @@
 Writes model.pt (the best epoch's weights + everything needed to rebuild the model, frozen item inputs
 included, and provenance) and log.parquet (one row per epoch). A checkpoint beside model.pt is written after
 every epoch; a killed run started again resumes from it and ends with the same result. It is removed at the end.
+
+With config `processes: N` > 1 it runs as N data-parallel processes (DistributedDataParallel), started with
+`torchrun --standalone --nproc_per_node N train.py ...` (the train rule does this); rank 0 writes the outputs.
 """
 
 import argparse
@@ -29,17 +32,31 @@ def parse_args(argv=None):
 
 def main(argv=None):
     args = parse_args(argv)
+    import torch
+
+    from bbqrec import distributed
+    from bbqrec.training import TrainConfig, resolve_device
+
+    config = TrainConfig.from_dict(json.loads(args.config_json))
+    torch.set_num_threads(config.threads)
+    with distributed.process_group(resolve_device(config.device)):
+        train_and_save(args, config)
+
+
+def train_and_save(args, config):
+    """What each process does (one process, or every rank inside the process group)."""
     import polars as pl
     import torch
 
+    from bbqrec import distributed
     from bbqrec.embed.common import open_stage_log
     from bbqrec.evaluation import EvalSet
     from bbqrec.io import atomic_path, provenance, write_parquet
-    from bbqrec.training import TrainConfig, TrainingSequences, build_model, count_items, fit, seed_everything
+    from bbqrec.training import TrainingSequences, build_model, count_items, fit, seed_everything
 
-    open_stage_log(args.log)
-    config = TrainConfig.from_dict(json.loads(args.config_json))
-    torch.set_num_threads(config.threads)
+    open_stage_log(args.log if distributed.is_main() else None)
+    if not distributed.is_main():  # the other ranks share rank 0's stderr: their warnings only
+        logging.getLogger().setLevel(logging.WARNING)
     data, out = Path(args.data), Path(args.out)
     n_items = count_items(data / "items.parquet")
     train = TrainingSequences.from_frame(pl.read_parquet(data / "train.parquet"), config.max_len, config.training_rows)
@@ -49,6 +66,8 @@ def main(argv=None):
     logging.info("%s %s seed %d: %d items, %d training sequences", args.dataset, args.variant, args.seed, n_items, len(train.inputs))
     checkpoint = out / "checkpoint.pt"
     result = fit(model, train, valid, config, args.seed, checkpoint, on_epoch=lambda row: logging.info("%s", row))
+    if not distributed.is_main():  # every rank holds the same best weights; rank 0 writes them
+        return
     run = {"dataset": args.dataset, "variant": args.variant, "train": asdict(config)}
     saved = {
         **model.checkpoint(),
