@@ -7,12 +7,7 @@ rule train:
         unpack(get_train_inputs),
     output:
         model="results/{dataset}/train/{variant}/seed{seed}/model.pt",
-        log_table=report(
-            "results/{dataset}/train/{variant}/seed{seed}/log.parquet",
-            caption="../report/train_log.rst",
-            category="3. Training",
-            subcategory="{dataset}",
-        ),
+        log_table="results/{dataset}/train/{variant}/seed{seed}/log.parquet",  # plotted by report.smk
     log:
         "logs/train/{dataset}.{variant}.seed{seed}.log",
     conda:
@@ -71,6 +66,7 @@ rule compare:
             "results/comparison.md",
             caption="../report/comparison.rst",
             category="4. Comparison",
+            labels={"view": "table (Markdown)"},
         ),
     log:
         "logs/compare.log",
