@@ -52,14 +52,18 @@ def _eval_set(histories, targets):
     return EvalSet.from_frame(frame, max_len=4)
 
 
-def test_ties_do_not_push_the_target_down_and_history_exclusion_keeps_the_target():
-    data = _eval_set([[2, 1], [3]], [1, 4])
-    # user 1, target 1 (0.5): strictly higher are item 2 (0.9) and item 5 (0.7); item 3 ties -> rank 3.
+def test_ties_go_to_the_smaller_id_as_in_the_list_and_history_exclusion_keeps_the_target():
+    data = _eval_set([[2, 1], [3], [2]], [1, 4, 3])
+    # user 1, target 1 (0.5): higher are item 2 (0.9) and item 5 (0.7); item 3 ties but has a larger id -> 3.
     # user 2, target 4 (0.1): items 1, 2, 3, 5 are higher -> rank 5.
-    assert target_ranks(FixedScores(), data).tolist() == [3, 5]
+    # user 3, target 3 (0.5): items 2 and 5 are higher and item 1 ties with a smaller id -> rank 4.
+    assert target_ranks(FixedScores(), data).tolist() == [3, 5, 4]
     # Excluding the history: user 1 loses item 2 (its target 1 is in the history too but is kept) -> rank 2;
-    # user 2 loses item 3 -> rank 4.
-    assert target_ranks(FixedScores(), data, exclude_history=True).tolist() == [2, 4]
+    # user 2 loses item 3 -> rank 4; user 3 loses item 2 -> rank 3.
+    assert target_ranks(FixedScores(), data, exclude_history=True).tolist() == [2, 4, 3]
+    # The rank is the target's place in the recommendation list, ties included.
+    listed = recommend(FixedScores(), data, k=5).filter(pl.col("item_id") == pl.col("user_id").replace_strict({1: 1, 2: 4, 3: 3}))
+    assert listed.sort("user_id")["rank"].to_list() == [3, 5, 4]
 
 
 def test_recommendations_break_ties_by_item_id_and_skip_padding_and_history():

@@ -1,7 +1,8 @@
 """Ranking metrics of leave-one-out evaluation: one relevant item (the target) per user.
 
-A target's rank is 1 + the number of items with a strictly higher score, so ties are resolved in the
-target's favour (an item scored equal to the target does not push it down). With one relevant item,
+A target's rank is its place in the recommendation list: 1 + the number of items scored higher, + the number
+of items scored equal with a smaller id (the tie-break of `recommend`). So a tie neither favours the target
+(a constant-score model does not rank every target first) nor depends on the batch. With one relevant item,
 Recall@k = [rank <= k] and NDCG@k = [rank <= k] / log2(rank + 1) (the ideal DCG is 1).
 """
 

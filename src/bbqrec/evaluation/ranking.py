@@ -70,7 +70,8 @@ def _masked_scores(model: SASRec, histories: Tensor, exclude_history: bool) -> T
 def target_ranks(
     model: SASRec, data: EvalSet, batch_size: int = 1024, exclude_history: bool = False
 ) -> Tensor:
-    """1-based rank [U] of each target among all items: 1 + the number of items scored strictly higher."""
+    """1-based rank [U] of each target among all items, its place in `recommend`'s list: 1 + the number of
+    items scored higher + the number scored equal with a smaller id."""
     model.eval()
     device = next(model.parameters()).device
     ranks = torch.zeros(len(data.targets), dtype=torch.long)
@@ -79,7 +80,9 @@ def target_ranks(
         target_score = scores.gather(1, data.targets[users, None].to(device))  # [B, 1], before any exclusion
         if exclude_history:
             scores.scatter_(1, histories, float("-inf"))
-        ranks[users] = (scores > target_score).sum(dim=1).cpu() + 1
+        smaller_id = torch.arange(scores.shape[1], device=device) < data.targets[users, None].to(device)  # [B, N+1]
+        ahead = (scores > target_score) | ((scores == target_score) & smaller_id)
+        ranks[users] = ahead.sum(dim=1).cpu() + 1
     return ranks
 
 
