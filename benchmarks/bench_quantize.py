@@ -22,7 +22,7 @@ from pathlib import Path
 import polars as pl
 import torch
 
-from bbqrec.quantize.sids import assign_extra, encode_items, sid_quality
+from bbqrec.quantize.sids import assign_extra, encode_items, input_duplicate_rates, sid_quality
 from bbqrec.quantize.tokenizer import TOKENIZER_PRESETS, tokenizer_config
 from bbqrec.quantize.train import load_embeddings, load_sequences, train_tokenizer
 
@@ -101,6 +101,8 @@ def main(argv=None) -> None:
         "peak_rss_mib": round(peak_rss_mib()),
         "level1_usage": {s: q["levels"][0]["usage"] for s, q in quality["streams"].items()},
         "collision_rate": {s: q["collision_rate"] for s, q in quality["streams"].items()},
+        "collision_rate_argmin": {s: q["collision_rate_argmin"] for s, q in quality["streams"].items()},
+        "input_duplicate_rate": input_duplicate_rates(inputs),
         "first_last_epoch_losses": {
             c: [round(log[c][0], 4), round(log[c][-1], 4)] for c in log.columns if c not in ("epoch", "seconds")
         },

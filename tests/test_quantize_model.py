@@ -1,10 +1,12 @@
 """The tokenizer's maths on real item vectors (amazon-scientific-mm text and image features).
 
 Residual quantization (argmin codes, shrinking error, straight-through gradients, seeded k-means, dead-code
-re-seeding), the CLUB bound, shared vs separate codebooks, the tokenizer presets and items missing a modality.
+re-seeding), the balanced last level (capacities, optimality, fewer collisions), the CLUB bound, shared vs separate codebooks, the tokenizer presets and items missing a modality.
 """
 
 from __future__ import annotations
+
+import itertools
 
 import numpy as np
 import pytest
@@ -13,7 +15,7 @@ import torch.nn.functional as F
 
 from bbqrec.io import InputError
 from bbqrec.quantize.club import CLUB
-from bbqrec.quantize.residual import ResidualQuantizer
+from bbqrec.quantize.residual import ResidualQuantizer, balanced_last_codes
 from bbqrec.quantize.tokenizer import BBQTokenizer, tokenizer_config
 from bbqrec.quantize.train import TokenizerInputs, train_tokenizer
 
@@ -74,7 +76,7 @@ def test_reconstruction_error_falls_with_every_level(unit_text):
     for levels in range(1, 5):
         partial = sum(quantizer.codebooks[l][codes[:, l]] for l in range(levels))
         errors.append((unit_text - partial).pow(2).sum(-1).mean().item())
-    assert all(a > b for a, b in zip(errors, errors[1:])), errors
+    assert all(a > b for a, b in itertools.pairwise(errors)), errors
     assert errors[-1] < 0.6 * errors[0]
 
 
@@ -119,6 +121,86 @@ def test_dead_codes_are_reseeded_from_batch_residuals_and_live_ones_kept(unit_te
     for level, code in ((0, 3), (0, 7), (1, 5)):
         assert (pool[:, level] == after[level, code]).all(-1).any()  # a batch item's residual at that level
     assert not torch.equal(after[0, 3], after[0, 7])
+
+
+def argmin_codes(quantizer: ResidualQuantizer, z: torch.Tensor) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(codes [N, L], last-level input [N, d], last codebook [K, d]) as numpy, what `balanced_last_codes` takes."""
+    with torch.no_grad():
+        out = quantizer(z)
+    return out.codes.numpy(), out.residuals[:, -1].numpy(), quantizer.codebooks[-1].detach().numpy()
+
+
+def collision_share(codes: np.ndarray) -> float:
+    _, inverse, counts = np.unique(codes, axis=0, return_inverse=True, return_counts=True)
+    return float((counts[inverse.ravel()] > 1).mean())
+
+
+def test_balanced_last_level_gives_identical_vectors_distinct_codes_and_leaves_the_rest(unit_text):
+    quantizer = fitted_quantizer(unit_text, levels=3, size=16)
+    # 10 copies of item 0 among 300 other items.
+    z = torch.cat([unit_text[:1].expand(10, -1), unit_text[100:400]])
+    codes, last_input, codebook = argmin_codes(quantizer, z)
+    assert (codes[:10] == codes[0]).all()  # argmin: one tuple for all copies
+    last = balanced_last_codes(codes, last_input, codebook)
+    assert len(set(last[:10])) == 10  # distinct last codes for the copies ...
+    balanced = np.column_stack([codes[:, :-1], last])
+    assert (balanced[:10, :-1] == codes[0, :-1]).all()  # ... under their shared prefix
+    # No collision is left where a prefix holds at most K = 16 items; a prefix of n in (16, 32] keeps n − 16 pairs.
+    _, prefix_of, prefix_size = np.unique(codes[:, :-1], axis=0, return_inverse=True, return_counts=True)
+    assert prefix_size.max() <= 32
+    assert collision_share(balanced) * len(z) == 2 * np.clip(prefix_size - 16, 0, None).sum()
+    # Items in prefixes without a collision keep their argmin code.
+    _, prefix = np.unique(codes[:, :-1], axis=0, return_inverse=True)
+    prefix = prefix.ravel()
+    _, tuple_of, tuple_count = np.unique(codes, axis=0, return_inverse=True, return_counts=True)
+    colliding_prefixes = set(prefix[tuple_count[tuple_of.ravel()] > 1])
+    untouched = ~np.isin(prefix, list(colliding_prefixes))
+    assert untouched.sum() >= 50
+    np.testing.assert_array_equal(last[untouched], codes[untouched, -1])
+    np.testing.assert_array_equal(balanced_last_codes(codes, last_input, codebook), last)  # deterministic
+
+
+def test_balanced_last_level_fills_each_code_at_most_to_capacity(unit_text):
+    quantizer = fitted_quantizer(unit_text, levels=2, size=16)
+    z = unit_text[5:6].expand(40, -1)  # 40 identical items, 16 codes: capacity ⌈40/16⌉ = 3
+    codes, last_input, codebook = argmin_codes(quantizer, z)
+    last = balanced_last_codes(codes, last_input, codebook)
+    counts = np.bincount(last, minlength=16)
+    # Every code takes two items before any takes a third: 16 · 2 + 8 = 40.
+    assert sorted(counts) == [2] * 8 + [3] * 8
+    # The third items go to the nearest codes.
+    cost = ((last_input[0].astype(np.float64) - codebook) ** 2).sum(1)
+    assert cost[counts == 3].max() <= cost[counts == 2].min() + 1e-6
+
+
+def test_balanced_last_level_is_the_cheapest_assignment_with_distinct_codes():
+    rng = np.random.default_rng(0)
+    codebook = rng.normal(size=(5, 3))
+    residual = codebook[[2, 2, 2, 4]] + 0.3 * rng.normal(size=(4, 3))  # three items near code 2
+    codes = np.column_stack([np.zeros(4, dtype=np.int64), np.array([2, 2, 2, 4])])  # one prefix, argmin-like
+    last = balanced_last_codes(codes, residual, codebook)
+    cost = ((residual[:, None] - codebook[None]) ** 2).sum(-1)  # [4, 5]
+    best = min(itertools.permutations(range(5), 4), key=lambda p: cost[np.arange(4), list(p)].sum())
+    assert len(set(last)) == 4
+    assert cost[np.arange(4), last].sum() == pytest.approx(cost[np.arange(4), list(best)].sum())
+    # A second prefix without a collision is left alone, even where its argmin code is taken in the first.
+    both = np.concatenate([codes, [[1, 2]]])
+    np.testing.assert_array_equal(
+        balanced_last_codes(both, np.concatenate([residual, residual[:1]]), codebook)[4:], [2]
+    )
+
+
+def test_balanced_last_level_lowers_collisions_on_real_image_features(features):
+    # 113 of the 1,585 items share an identical image vector with another item (SOURCE.md quirk): argmin codes
+    # cannot separate them, the balanced last level can.
+    image = F.normalize(features["image"][1:] - features["image"][1:].mean(0), dim=-1)  # row 0: no item
+    quantizer = fitted_quantizer(image, levels=3, size=32)
+    codes, last_input, codebook = argmin_codes(quantizer, image)
+    balanced = np.column_stack([codes[:, :-1], balanced_last_codes(codes, last_input, codebook)])
+    argmin_rate, balanced_rate = collision_share(codes), collision_share(balanced)
+    assert argmin_rate >= 113 / 1585
+    assert balanced_rate < 0.01, (argmin_rate, balanced_rate)
+    np.testing.assert_array_equal(balanced[:, :-1], codes[:, :-1])
 
 
 def test_club_bound_matches_its_definition_over_all_pairs(features):

@@ -1,7 +1,9 @@
 """Stage `assign_sids`: semantic IDs of every item and stream from a trained tokenizer, and their quality.
 
-Writes `semantic_ids.parquet` (item_id, stream, c1..cL, extra, quantized) and `sid_quality.json` into
-`--out-dir`. Items missing a modality get no row for that stream.
+Writes `semantic_ids.parquet` (item_id, stream, c1..cL, extra, last_argmin, quantized) and `sid_quality.json`
+into `--out-dir`. Items missing a modality get no row for that stream. With the tokenizer option
+`balance_last_level` (default), cL is the balanced last code; the report gives collision rates before it
+(`*_argmin`) and after it, both before `extra`, and each stream's `input_duplicate_rate` (the argmin floor).
 """
 
 from __future__ import annotations
@@ -47,6 +49,7 @@ def main(argv=None) -> None:
     quality = sid_quality(semantic_ids, model.config.codebook_size)
     quality["tokenizer"] = checkpoint["tokenizer"]
     quality["codebook"] = model.config.codebook
+    quality["balance_last_level"] = model.config.balance_last_level
     for stream, rate in input_duplicate_rates(inputs).items():
         quality["streams"][stream]["input_duplicate_rate"] = rate
     meta = {
@@ -57,7 +60,12 @@ def main(argv=None) -> None:
     write_json(quality, args.out_dir / "sid_quality.json")
     for stream, q in quality["streams"].items():
         logging.info(
-            "%s: level-1 usage %.3f, collision rate %.4f", stream, q["levels"][0]["usage"], q["collision_rate"]
+            "%s: level-1 usage %.3f, collision rate %.4f (argmin codes %.4f, identical inputs %.4f)",
+            stream,
+            q["levels"][0]["usage"],
+            q["collision_rate"],
+            q["collision_rate_argmin"],
+            q["input_duplicate_rate"],
         )
 
 

@@ -48,6 +48,9 @@ class TokenizerConfig:
     weight_decay: float = 0.0
     kmeans_iterations: int = 20
     reseed_dead_codes: bool = True  # after each epoch but the last, codes unused in that epoch
+    # Semantic IDs: items whose argmin code tuples collide get distinct last-level codes by a capacity-constrained
+    # min-cost assignment within their prefix (LC-Rec's uniform semantic mapping; residual.balanced_last_codes).
+    balance_last_level: bool = True
 
     def __post_init__(self):
         unknown = set(self.modalities) - set(CONTENT_STREAMS)

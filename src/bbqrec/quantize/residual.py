@@ -1,4 +1,5 @@
-"""Residual vector quantizer: L levels of K codes, straight-through gradients, k-means init, dead-code re-seeding.
+"""Residual vector quantizer: L levels of K codes, straight-through gradients, k-means init, dead-code re-seeding;
+the balanced last level that spreads items with colliding codes over distinct last codes.
 
 r⁰ = z;  c^l = argmin_k ‖r^{l-1} − C^l_k‖;  r^l = r^{l-1} − C^l_{c^l};  ẑ = Σ_l C^l_{c^l}.
 """
@@ -10,6 +11,7 @@ from dataclasses import dataclass
 import faiss
 import numpy as np
 import torch
+from scipy.optimize import linear_sum_assignment
 from torch import nn
 
 
@@ -107,3 +109,41 @@ class ResidualQuantizer(nn.Module):
             self.codebooks[level, dead] = residuals[draw, level].to(self.codebooks.dtype)
             reseeded += dead.numel()
         return reseeded
+
+
+def balanced_last_codes(codes: np.ndarray, residual: np.ndarray, codebook: np.ndarray) -> np.ndarray:
+    """Last-level codes that keep items with equal code tuples apart (LC-Rec's uniform semantic mapping).
+
+    codes [N, L] are the argmin codes, residual [N, d] the input r^{L-1} of the last level, codebook [K, d] its
+    codes. Within every prefix (c¹…c^{L−1}) where two items share a full code tuple, the last codes of the
+    prefix's n items are re-chosen by a capacity-constrained assignment: each code takes at most ⌈n/K⌉ items and
+    none takes a j-th item while another has fewer than j − 1 (so distinct codes when n ≤ K, the fewest shared
+    ones otherwise); among those assignments, the one of least Σ_i ‖r_i − C_{c_i}‖². It is the exact (ε → 0) form
+    of LC-Rec's Sinkhorn transport to uniform code marginals (Zheng et al., ICDE 2024), solved by the Hungarian
+    algorithm: deterministic, and it guarantees the distinct codes that Sinkhorn + argmax does not. The whole
+    prefix takes part, so a moved item cannot land on a code another item of the prefix holds. Other prefixes,
+    and levels 1…L−1 everywhere, keep their argmin codes. Returns the last codes [N].
+    """
+    last = codes[:, -1].copy()
+    if codes.shape[1] > 1:
+        prefix = np.unique(codes[:, :-1], axis=0, return_inverse=True)[1].ravel()
+    else:
+        prefix = np.zeros(len(codes), dtype=np.int64)
+    _, tuple_id, tuple_count = np.unique(
+        np.column_stack([prefix, last]), axis=0, return_inverse=True, return_counts=True
+    )
+    colliding = np.unique(prefix[tuple_count[tuple_id.ravel()] > 1])
+    codebook = codebook.astype(np.float64)
+    size = len(codebook)
+    for group in colliding:
+        rows = np.flatnonzero(prefix == group)  # ascending: equal costs are settled by row order
+        r = residual[rows].astype(np.float64)
+        cost = (r**2).sum(1)[:, None] - 2.0 * r @ codebook.T + (codebook**2).sum(1)[None, :]  # [n, K]
+        # Slot j of code k (columns j·K … j·K + K − 1) costs j·penalty more, a penalty above any saving in
+        # squared error, so the j-th slots fill only once every code holds j − 1 items.
+        tiers = -(-len(rows) // size)
+        penalty = len(rows) * (cost.max() - cost.min()) + 1.0
+        slots = np.concatenate([cost + tier * penalty for tier in range(tiers)], axis=1)  # [n, tiers·K]
+        _, slot = linear_sum_assignment(slots)
+        last[rows] = slot % size
+    return last

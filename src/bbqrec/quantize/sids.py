@@ -1,7 +1,10 @@
-"""Semantic IDs from a trained tokenizer: codes per item and stream, the dedup `extra` level, quality metrics.
+"""Semantic IDs from a trained tokenizer: codes per item and stream, the balanced last level, the dedup `extra`
+level, quality metrics.
 
 Items missing a modality get no row for that stream: their code would only describe the learned "missing"
-vector, which is the same for all of them.
+vector, which is the same for all of them. With `balance_last_level` on, items whose argmin code tuples collide
+get distinct last-level codes where the codebook allows (`residual.balanced_last_codes`); `last_argmin` keeps the
+argmin last code, so the quality report gives the collision rate both before and after that step.
 """
 
 from __future__ import annotations
@@ -13,36 +16,46 @@ import numpy as np
 import polars as pl
 import torch
 
+from bbqrec.quantize.residual import balanced_last_codes
 from bbqrec.quantize.tokenizer import BBQTokenizer
 from bbqrec.quantize.train import TokenizerInputs
 
 
 @torch.no_grad()
 def encode_items(model: BBQTokenizer, inputs: TokenizerInputs, chunk_size: int = 4096) -> pl.DataFrame:
-    """item_id, stream, c1..cL, quantized for every (item, stream) the item has, sorted by stream then item_id."""
+    """item_id, stream, c1..cL, last_argmin, quantized for every (item, stream) the item has, sorted by stream then
+    item_id. cL is the balanced last code when `balance_last_level` is on, else the argmin like every other level;
+    `quantized` is ẑ = Σ_l C^l_{c^l} of the codes written."""
     model.eval()
     c = model.config
-    codes: dict[str, list[np.ndarray]] = {s: [] for s in c.streams}
-    quantized: dict[str, list[np.ndarray]] = {s: [] for s in c.streams}
+    parts: dict[str, dict[str, list[np.ndarray]]] = {s: {"codes": [], "zq": [], "last_input": []} for s in c.streams}
     for rows in torch.arange(len(inputs.item_ids)).split(chunk_size):
         encoded = model.encode(
             {s: inputs.features[s][rows] for s in c.streams},
             {s: inputs.present[s][rows] for s in c.streams},
+            specific=False,
         )
         for s in c.streams:
-            codes[s].append(encoded[s].quant.codes.numpy())
-            quantized[s].append(encoded[s].quant.quantized.numpy())
+            parts[s]["codes"].append(encoded[s].quant.codes.numpy())
+            parts[s]["zq"].append(encoded[s].quant.quantized.numpy())
+            parts[s]["last_input"].append(encoded[s].quant.residuals[:, -1].numpy())
     frames = []
     for s in c.streams:
         keep = inputs.present[s].numpy()
-        stream_codes = np.concatenate(codes[s])[keep].astype(np.int32)
+        codes, quantized = np.concatenate(parts[s]["codes"])[keep], np.concatenate(parts[s]["zq"])[keep]
+        argmin = codes[:, -1].copy()
+        if c.balance_last_level:
+            codebook = model.quantizer(s).codebooks[-1].detach().numpy()  # [K, d]
+            codes[:, -1] = balanced_last_codes(codes, np.concatenate(parts[s]["last_input"])[keep], codebook)
+            quantized = quantized + codebook[codes[:, -1]] - codebook[argmin]
         frames.append(
             pl.DataFrame(
                 {
                     "item_id": inputs.item_ids[keep].astype(np.int32),
                     "stream": [s] * int(keep.sum()),
-                    **{f"c{level + 1}": stream_codes[:, level] for level in range(c.levels)},
-                    "quantized": np.concatenate(quantized[s])[keep].astype(np.float32),
+                    **{f"c{level + 1}": codes[:, level].astype(np.int32) for level in range(c.levels)},
+                    "last_argmin": argmin.astype(np.int32),
+                    "quantized": quantized.astype(np.float32),
                 },
                 schema_overrides={"quantized": pl.Array(pl.Float32, c.code_dim)},
             )
@@ -57,16 +70,30 @@ def code_columns(frame: pl.DataFrame) -> list[str]:
 def assign_extra(frame: pl.DataFrame) -> pl.DataFrame:
     """Add `extra`: 0 for the lowest item_id of each (stream, code tuple), then 1, 2, ... by item_id."""
     keys = ["stream", *code_columns(frame)]
+    kept = [c for c in ("last_argmin", "quantized") if c in frame.columns]
     return (
         frame.sort("stream", "item_id")
         .with_columns((pl.col("item_id").rank("ordinal").over(keys) - 1).cast(pl.Int32).alias("extra"))
-        .select("item_id", "stream", *code_columns(frame), "extra", "quantized")
+        .select("item_id", "stream", *code_columns(frame), "extra", *kept)
     )
 
 
+def collision_rates(part: pl.DataFrame, codes: list[str]) -> tuple[float, float]:
+    """(collision rate, duplicate-ID rate) of one stream's code tuples.
+
+    Collision rate: the share of items whose tuple another item also has (the items `extra` must tell apart).
+    Duplicate-ID rate: 1 − unique tuples / items, the definition of TIGER and LETTER (a colliding pair counts once).
+    """
+    group_size = part.select(pl.len().over(codes).alias("n"))["n"]
+    return float((group_size > 1).mean()), 1.0 - part.select(codes).n_unique() / part.height
+
+
 def sid_quality(frame: pl.DataFrame, codebook_size: int) -> dict[str, Any]:
-    """Per stream and level: usage share, perplexity, dead codes; unique-ID and collision rates before `extra`;
-    per stream pair (and all three): share of common items whose codes agree on the first l levels."""
+    """Per stream and level: usage share, perplexity, dead codes. Per stream, before `extra`: the unique-ID rate;
+    the collision and duplicate-ID rates (`collision_rates`) of the codes written, c1..cL (the codes the
+    recommender uses), and, as `*_argmin`, of the argmin codes before the balanced last level; the share of items
+    whose last code that step changed. Per stream pair (and all three): share of common items whose codes agree on
+    the first l levels."""
     codes = code_columns(frame)
     streams = sorted(frame["stream"].unique().to_list())
     out: dict[str, Any] = {"codebook_size": codebook_size, "levels": len(codes), "streams": {}}
@@ -86,14 +113,23 @@ def sid_quality(frame: pl.DataFrame, codebook_size: int) -> dict[str, Any]:
                     "perplexity": float(np.exp(-(share * np.log(share)).sum())),
                 }
             )
-        group_size = part.select(pl.len().over(codes).alias("n"))["n"]
-        n_items = part.height
+        collision, duplicate = collision_rates(part, codes)
+        if "last_argmin" in part.columns:
+            argmin = part.with_columns(pl.col("last_argmin").alias(codes[-1]))
+            collision_argmin, duplicate_argmin = collision_rates(argmin, codes)
+            reassigned = float((part["last_argmin"] != part[codes[-1]]).mean())
+        else:
+            collision_argmin, duplicate_argmin, reassigned = collision, duplicate, 0.0
         out["streams"][s] = {
-            "items": n_items,
+            "items": part.height,
             "levels": levels,
-            "unique_id_rate": part.select(codes).n_unique() / n_items,
-            "collision_rate": float((group_size > 1).sum() / n_items),
-            "max_extra": int(group_size.max()) - 1,
+            "unique_id_rate": part.select(codes).n_unique() / part.height,
+            "collision_rate": collision,
+            "collision_rate_argmin": collision_argmin,
+            "duplicate_id_rate": duplicate,
+            "duplicate_id_rate_argmin": duplicate_argmin,
+            "last_level_reassigned": reassigned,
+            "max_extra": int(part.select(pl.len().over(codes)).max().item()) - 1,
         }
     out["prefix_agreement"] = prefix_agreement(frame, streams, codes)
     return out

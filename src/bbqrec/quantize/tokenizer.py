@@ -18,7 +18,6 @@ from torch import nn
 
 from bbqrec.io import InputError
 from bbqrec.quantize.club import CLUB
-from bbqrec.quantize.residual import Quantized, ResidualQuantizer
 from bbqrec.quantize.config import (  # noqa: F401  (re-exported: the tokenizer's options live there)
     BEHAVIOR,
     CONTENT_STREAMS,
@@ -27,6 +26,7 @@ from bbqrec.quantize.config import (  # noqa: F401  (re-exported: the tokenizer'
     TokenizerConfig,
     tokenizer_config,
 )
+from bbqrec.quantize.residual import Quantized, ResidualQuantizer
 
 
 def mlp(in_dim: int, hidden_dim: int, out_dim: int) -> nn.Sequential:
@@ -241,7 +241,7 @@ class BBQTokenizer(nn.Module):
         return {"config": self.config.to_dict(), "input_dims": self.input_dims, "state_dict": self.state_dict()}
 
     @classmethod
-    def from_checkpoint(cls, checkpoint: dict[str, Any]) -> "BBQTokenizer":
+    def from_checkpoint(cls, checkpoint: dict[str, Any]) -> BBQTokenizer:
         options = dict(checkpoint["config"])
         options["modalities"] = tuple(options["modalities"])
         model = cls(TokenizerConfig(**options), checkpoint["input_dims"])
