@@ -1,7 +1,7 @@
 """Stage compare: every evaluated (dataset, variant, seed) -> results/comparison.parquet and comparison.md.
 
-Mean ± std over seeds per dataset and variant, the relative gain over `sasrec`, and a paired Wilcoxon test over
-users against `sasrec` (see bbqrec.evaluation.compare).
+Mean ± std over seeds per dataset and variant; against each baseline (`sasrec` and `sasrec-mm`) the relative
+gain and a paired Wilcoxon test over users (see bbqrec.evaluation.compare).
 """
 
 from __future__ import annotations
