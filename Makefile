@@ -8,7 +8,7 @@ export PATH := $(abspath $(BIN)):$(PATH)
 export HF_HUB_OFFLINE := 1
 export TRANSFORMERS_OFFLINE := 1
 
-.PHONY: install run test lint clean
+.PHONY: install run test lint clean bench-recbole-venv
 
 install: $(VENV)/.installed
 
@@ -31,3 +31,13 @@ lint: install
 
 clean:
 	rm -rf results/* .snakemake logs
+
+# RecBole 1.2.1 in its own venv, for benchmarks/bench_recbole.py (git-ignored: .venv/).
+RECBOLE_VENV := benchmarks/recbole/.venv
+bench-recbole-venv: $(RECBOLE_VENV)/.installed
+
+$(RECBOLE_VENV)/.installed: benchmarks/recbole/requirements.txt
+	$(PYTHON) -m venv $(RECBOLE_VENV)
+	$(RECBOLE_VENV)/bin/pip install --quiet --upgrade pip
+	$(RECBOLE_VENV)/bin/pip install --quiet -r benchmarks/recbole/requirements.txt
+	touch $@
