@@ -37,6 +37,12 @@ EXPECTED_JOBS = {
     "train": 2,
     "evaluate": 2,
     "compare": 1,
+    # the report's figures and tables (workflow/rules/report.smk)
+    "report_dataset_stats": 1,
+    "plot_sid_quality": 1,
+    "plot_tokenizer_log": 1,
+    "plot_training_curves": 1,
+    "report_comparison": 1,
 }
 
 
