@@ -10,8 +10,20 @@ import torch
 
 from bbqrec.models import ModelConfig, SASRec, pad_sequences
 from bbqrec.models.layers import MASKED, attention_bias
-from bbqrec.models.similarity import SimilarityBias, cosine_bucket, equal_level_count, prefix_match_length
+from bbqrec.models.similarity import SimilarityBias, cosine_bucket
 from bbqrec.training import TrainingSequences, pack_rows
+
+
+# The direct definitions of the buckets, the reference the layer's fast path (prefix ids, count_equal_keys) is
+# checked against: the broadcast comparison of codes [B, L, M, levels] -> [B, L, L, M, M].
+def prefix_match_length(codes):
+    equal = codes[:, :, None, :, None, :] == codes[:, None, :, None, :, :]  # [B, L, L, M, M, levels]
+    return equal.to(torch.uint8).cumprod(dim=-1).sum(dim=-1)
+
+
+def equal_level_count(codes):
+    equal = codes[:, :, None, :, None, :] == codes[:, None, :, None, :, :]
+    return equal.sum(dim=-1)
 
 
 @pytest.fixture(scope="module")

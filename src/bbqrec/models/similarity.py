@@ -17,23 +17,11 @@ from torch import Tensor, nn
 SIMILARITIES = ("prefix", "equal_levels", "cosine")
 
 
-def prefix_match_length(codes: Tensor) -> Tensor:
-    """Common-prefix length of every (query, key) pair: codes [B, L, M, levels] -> [B, L, L, M, M]."""
-    equal = codes[:, :, None, :, None, :] == codes[:, None, :, None, :, :]  # [B, L, L, M, M, levels]
-    return equal.to(torch.uint8).cumprod(dim=-1).sum(dim=-1)  # uint8 keeps the big intermediate small
-
-
-def equal_level_count(codes: Tensor) -> Tensor:
-    """Number of equal levels of every (query, key) pair: codes [B, L, M, levels] -> [B, L, L, M, M]."""
-    equal = codes[:, :, None, :, None, :] == codes[:, None, :, None, :, :]  # [B, L, L, M, M, levels]
-    return equal.sum(dim=-1)
-
-
 def prefix_ids(codes: Tensor) -> Tensor:
     """Codes [N, M, levels] -> [N, M, levels]: at level l, one id per distinct prefix (c1..cl), over all streams.
 
     Two IDs share a prefix of length >= l exactly when their level-l prefix ids are equal, so the prefix
-    length is a count of equal ids: the same cheap comparison as `equal_level_count`, without a cumprod.
+    length is a count of equal ids: the same cheap comparison as the equal-level count, without a cumprod.
     """
     flat = codes.reshape(-1, codes.shape[-1])
     ids = [torch.unique(flat[:, : level + 1], dim=0, return_inverse=True)[1] for level in range(flat.shape[1])]
