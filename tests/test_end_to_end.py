@@ -16,6 +16,7 @@ REPO = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent
 WORKFLOW_FILES = ("Snakefile", "config", "workflow", "src", "profiles", ".test", "envs")
 CONFIG = ".test/config_basic/config.yaml"
+SOURCE = "amazon2018-small-5core"  # Gift Cards' only source
 
 pytestmark = pytest.mark.slow
 
@@ -23,7 +24,7 @@ pytestmark = pytest.mark.slow
 def snakemake(workdir: Path, *args: str, configfiles: tuple[str, ...] = ()) -> subprocess.CompletedProcess:
     result = subprocess.run(
         [str(BIN / "snakemake"), *args, "--configfile", CONFIG, *configfiles,
-         "--config", f"data_root={REPO.parent / 'shared' / 'data'}"],
+         "--config", f"data_root={workdir / 'data'}"],
         cwd=workdir, capture_output=True, text=True, timeout=900,
         env={**os.environ, "PATH": f"{BIN}{os.pathsep}{os.environ['PATH']}"},
     )
@@ -50,6 +51,7 @@ def finished_run(tmp_path_factory, shared_data):
     for name in WORKFLOW_FILES:
         source = REPO / name
         (shutil.copytree if source.is_dir() else shutil.copy)(source, workdir / name)
+    shutil.copytree(shared_data / SOURCE, workdir / "data" / SOURCE)  # a copy the tests may re-stage and edit
     result = snakemake(workdir, "--cores", "2")
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     return workdir
@@ -75,6 +77,26 @@ def test_rerun_with_unchanged_inputs_does_nothing(finished_run):
     result = snakemake(finished_run, "-n", "--cores", "1")
     assert result.returncode == 0, result.stdout + result.stderr
     assert "Nothing to be done" in result.stdout + result.stderr
+
+
+def test_restaged_data_with_new_mtimes_reruns_nothing(finished_run):
+    for path in (finished_run / "data").rglob("*"):
+        os.utime(path)  # what copying the data again does: same bytes, newer than every result
+    result = snakemake(finished_run, "-n", "--cores", "1")
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "Nothing to be done" in result.stdout + result.stderr
+
+
+def test_changed_source_contents_rerun_from_preparation(finished_run):
+    note = finished_run / "data" / SOURCE / "SOURCE.md"
+    original = note.read_bytes()
+    try:
+        note.write_bytes(original + b"\nedited\n")
+        result = snakemake(finished_run, "-n", "--cores", "1", "--quiet", "rules")
+    finally:
+        note.write_bytes(original)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert {"prepare_data", "train", "evaluate"} <= planned_rules(result)
 
 
 def test_changing_the_text_template_reruns_downstream_only(finished_run):

@@ -1,4 +1,5 @@
 # Config validation, dataset catalogue and input functions shared by every stage.
+import functools
 import json
 import os
 import sys
@@ -13,7 +14,7 @@ sys.path.insert(0, SRC_DIR)
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 from bbqrec.data.config import load_dataset_config, merge_prepare_options  # noqa: E402
-from bbqrec.data.download import resolve_source  # noqa: E402
+from bbqrec.data.download import resolve_source, tree_digest  # noqa: E402
 from bbqrec.models.variants import get_variant  # noqa: E402
 from bbqrec.quantize.config import tokenizer_config  # noqa: E402
 
@@ -66,8 +67,26 @@ def get_data_root(wildcards):
 
 
 def get_prepare_sources(wildcards):
+    """The dataset's source folders; pre-staged ones (under data_root) are `ancient`: a re-staged copy with new
+    mtimes reruns nothing, while changed contents do (through `get_source_digests`)."""
     root = Path(get_data_root(wildcards))
-    return [str(root / s) for s in DATASET_CONFIGS[wildcards.dataset]["sources"]]
+    paths = [str(root / s) for s in DATASET_CONFIGS[wildcards.dataset]["sources"]]
+    return [ancient(p) for p in paths] if root == DATA_ROOT else paths
+
+
+@functools.cache
+def source_digest(folder):
+    return tree_digest(Path(folder))
+
+
+def get_source_digests(wildcards):
+    """sha256 of every pre-staged source's files (a params value: Snakemake reruns when it changes); folders the
+    `download` rule fills are timed by Snakemake as usual."""
+    root = Path(get_data_root(wildcards))
+    if root != DATA_ROOT:
+        return ""
+    sources = DATASET_CONFIGS[wildcards.dataset]["sources"]
+    return " ".join(f"{s}:{source_digest(str(root / s))}" for s in sources)
 
 
 def get_download_mirror_arg():

@@ -55,6 +55,7 @@ rule prepare_data:
         script=script("prepare_data.py"),
         data_root=get_data_root,
         options=get_prepare_options,
+        sources_sha256=get_source_digests,  # contents, not mtimes, decide a rerun
     shell:
         "{params.script} --dataset-config {input.dataset_config}"
         " --data-root {params.data_root} --out results/{wildcards.dataset}/data"
