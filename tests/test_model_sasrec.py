@@ -112,7 +112,9 @@ def test_similarity_buckets_by_hand():
     with torch.no_grad():
         bias.tables[0, :, 0] = torch.arange(20.0)  # entry of (pair, bucket) = 5 * pair + bucket
     # p=0, q=1: pairs (tt, ti, it, ii) -> buckets (2, 0, 2, 0) -> 2 + 5 + 12 + 15 = 34
-    assert bias(bias.one_hot(rows), layer=0)[0, 0, 0, 1].item() == 34.0
+    layer_bias = bias(torch.tensor([[1, 2, 1]]))[0, 0, 0]  # [L, L] of layer 0, sequence 0, head 0
+    assert layer_bias[0, 1].item() == 34.0
+    assert layer_bias[0, 0].item() == layer_bias[0, 2].item() == 4 + 9 + 14 + 19  # "self" of every pair
 
 
 @pytest.mark.parametrize("kind", ["prefix", "equal_levels"])
@@ -128,7 +130,16 @@ def test_fast_buckets_and_bias_equal_the_reference_on_real_codes(beauty, attribu
     expected = torch.where(same, bias.self_bucket, reference(attribute_codes[histories]).long()).flatten(3)
     assert torch.equal(rows % bias.n_buckets, expected)
     summed = bias.tables[0][rows].sum(dim=3).permute(0, 3, 1, 2)  # [B, H, L, L]
-    assert torch.allclose(bias(bias.one_hot(rows), layer=0), summed, atol=1e-5)
+    assert torch.allclose(bias(histories)[0], summed, atol=1e-5)
+    # and the same gradient (prefix: a sum over levels of the table's steps, not a lookup; chunked without grad)
+    weights = torch.randn(summed.shape, generator=torch.Generator().manual_seed(0))
+    (bias(histories)[0] * weights).sum().backward()
+    fast = bias.tables.grad.clone()
+    bias.tables.grad = None
+    (summed * weights).sum().backward()
+    assert torch.allclose(fast, bias.tables.grad, rtol=1e-4, atol=1e-3)
+    with torch.no_grad():
+        assert torch.allclose(bias(histories)[0], summed, atol=1e-5)
 
 
 def test_cosine_buckets_by_hand():

@@ -142,10 +142,9 @@ class SASRec(nn.Module):
             for block in self.blocks:
                 x = block(x, bias)
         else:
-            pairs = self.similarity.one_hot(self.similarity.buckets(item_seq))  # [B, L, L, rows], shared by layers
-            for layer, block in enumerate(self.blocks):
-                bias = attention_bias(item_seq, self.similarity(pairs, layer), segments)  # [B, H, L, L]
-                x = block(x, bias)
+            pair_bias = self.similarity(item_seq)  # [layers, B, H, L, L]
+            for block, layer_bias in zip(self.blocks, pair_bias):
+                x = block(x, attention_bias(item_seq, layer_bias, segments))
         return self.final_norm(x)
 
     def loss(
