@@ -117,7 +117,7 @@ class SimilarityBias(nn.Module):
     def _prefix_bias(self, item_seq: Tensor) -> Tensor:
         """The prefix-length bias as a sum over levels, without the buckets.
 
-        A table row w[s] (s = prefix length 0..L) is w[0] + sum over l <= s of (w[l] - w[l-1]), and
+        A table row w[s] (s = prefix length 0..levels) is w[0] + sum over l <= s of (w[l] - w[l-1]), and
         "prefix length >= l" is "equal level-l prefix ids". So the bias of a pair of different items is
         w[0] summed over stream pairs plus a matrix product of the [M*M*levels] equality indicators with the
         table's level differences: about 3x faster than `one_hot` forward and backward, in a fraction of its
