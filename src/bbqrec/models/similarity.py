@@ -120,8 +120,10 @@ class SimilarityBias(nn.Module):
         A table row w[s] (s = prefix length 0..levels) is w[0] + sum over l <= s of (w[l] - w[l-1]), and
         "prefix length >= l" is "equal level-l prefix ids". So the bias of a pair of different items is
         w[0] summed over stream pairs plus a matrix product of the [M*M*levels] equality indicators with the
-        table's level differences: about 3x faster than `one_hot` forward and backward, in a fraction of its
-        memory (200-item sequences need it). A pair of the same item takes the "self" rows instead.
+        table's level differences. Measured on 64 real MovieLens sequences of 200 items (3 streams, 4 levels):
+        forward + backward 1.6 s against 4.4 s for buckets + `one_hot`, in a fraction of the memory. A pair of the
+        same item takes the "self" rows instead. Only the prefix length nests this way: the other kinds keep
+        `one_hot`.
         """
         keys = self.level_keys[item_seq].to(torch.int32)  # [B, L, M, levels]; int32 compares faster
         batch, length, streams, levels = keys.shape
