@@ -155,7 +155,8 @@ def test_zero_tables_give_exactly_sasrec(beauty, attribute_codes, kind):
     torch.manual_seed(0)
     plain = SASRec(ModelConfig(n_items=n_items), features).eval()
     torch.manual_seed(0)
-    reweighted = SASRec(ModelConfig(n_items=n_items, similarity=kind), features, attribute_codes).eval()
+    config = ModelConfig(n_items=n_items, similarity=kind)
+    reweighted = SASRec(config, features, attribute_codes, torch.stack(features, dim=1)).eval()
     missing, unexpected = reweighted.load_state_dict(plain.state_dict(), strict=False)
     assert "similarity.tables" in missing and all(k.startswith("similarity.") for k in missing) and not unexpected
     with torch.no_grad():
@@ -205,11 +206,14 @@ def test_bce_negatives_are_never_the_target(beauty):
     assert 0.5 < loss.item() < 2.0  # an untrained model: about 2 log 2
 
 
-def test_checkpoint_round_trip_rebuilds_the_same_model(beauty, attribute_codes):
+@pytest.mark.parametrize("kind", ["prefix", "cosine"])
+def test_checkpoint_round_trip_rebuilds_the_same_model(beauty, attribute_codes, kind):
     _, n_items, histories = beauty
     torch.manual_seed(1)
     features = [attribute_codes[:, 0].float().clamp(min=0)]
-    model = SASRec(ModelConfig(n_items=n_items, similarity="prefix"), features, attribute_codes[:, :1]).eval()
+    code_vectors = attribute_codes[:, :2].float().clamp(min=0)  # [N+1, M=2, d=levels]: any frozen vectors
+    config = ModelConfig(n_items=n_items, similarity=kind)
+    model = SASRec(config, features, attribute_codes[:, :2], code_vectors).eval()
     torch.nn.init.normal_(model.similarity.tables)
     rebuilt = SASRec.from_checkpoint(model.checkpoint()).eval()
     with torch.no_grad():

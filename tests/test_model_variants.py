@@ -96,3 +96,25 @@ def test_missing_inputs_name_the_option():
         build_model("bbqrec-no-club", TrainConfig(), 2)
     with pytest.raises(InputError, match=r"variant sasrec-mm: needs text and/or image embeddings"):
         build_model("sasrec-mm", TrainConfig(), 2)
+
+
+def test_item_input_options_choose_the_streams_and_keep_every_code(semantic_ids, text_embeddings):
+    config = TrainConfig.from_dict({"quantized_inputs": ["text"], "content_inputs": True})
+    model = build_model("bbqrec", config, 2, semantic_ids, text_embeddings)
+    # the continuous text embedding, then the text stream's quantized vector; no behaviour vector
+    assert len(model.feature_projections) == 2
+    assert model.item_feature_0.tolist() == [[0, 0, 0], [0.5, 0.5, 0.5], [0, 0, 0]]
+    assert model.item_feature_1.tolist() == [[0, 0], [1, 0], [0, 1]]
+    assert model.similarity.item_codes[1].tolist() == [[0, 3], [1, 5]]  # both streams' codes feed the bias
+    cosine = build_model("bbqrec-cosine", config, 2, semantic_ids, text_embeddings)
+    assert cosine.similarity.item_vectors[2].tolist() == [[0, 1], [2, 0]]  # both streams' quantized vectors
+    no_vectors = build_model("bbqrec", TrainConfig.from_dict({"quantized_inputs": []}), 2, semantic_ids)
+    assert len(no_vectors.feature_projections) == 0 and no_vectors.similarity is not None
+    with pytest.raises(InputError, match=r"variant bbqrec: needs text and/or image embeddings"):
+        build_model("bbqrec", config, 2, semantic_ids)
+
+
+def test_quantized_inputs_must_name_streams():
+    with pytest.raises(InputError, match=r"config train.quantized_inputs: expected a list of streams out of "):
+        TrainConfig.from_dict({"quantized_inputs": ["text", "audio"]})
+    assert TrainConfig.from_dict({"quantized_inputs": ["image"]}).quantized_inputs == ("image",)

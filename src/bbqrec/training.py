@@ -50,6 +50,9 @@ class TrainConfig:
     init_std: float = 0.02
     similarity: str | None = None  # overrides the variant's reweighting ("prefix", "equal_levels", "cosine")
     cosine_buckets: int = 8
+    # item inputs of the semantic-ID variants (see build_model)
+    quantized_inputs: tuple[str, ...] = STREAM_ORDER  # streams whose quantized vectors are added to the item input
+    content_inputs: bool = False  # also add the continuous text/image embeddings (sasrec-mm's inputs)
     # optimisation
     lr: float = 1e-3
     weight_decay: float = 0.0
@@ -80,15 +83,21 @@ class TrainConfig:
                 ok = value in CHOICES[key]
             elif key == "ks":
                 ok = isinstance(value, (list, tuple)) and all(type(k) is int and k > 0 for k in value)
+            elif key == "quantized_inputs":
+                ok = isinstance(value, (list, tuple)) and set(value) <= set(STREAM_ORDER)
             else:  # the default's type; an int where a float is expected is fine
                 ok = type(value) is type(default) or (type(default) is float and type(value) is int)
             if not ok:
-                expected = {"ks": "a list of positive integers"}.get(key, type(default).__name__)
+                expected = {
+                    "ks": "a list of positive integers",
+                    "quantized_inputs": f"a list of streams out of {list(STREAM_ORDER)}",
+                }.get(key, type(default).__name__)
                 expected = f"one of {CHOICES[key]}" if key in CHOICES else expected
                 raise InputError(f"{source}.{key}: expected {expected}, got {value!r}")
         merged = {**defaults, **values}
         floats = {key: float(merged[key]) for key, default in defaults.items() if type(default) is float}
-        return cls(**{**merged, **floats, "ks": tuple(merged["ks"])})
+        tuples = {"ks": tuple(merged["ks"]), "quantized_inputs": tuple(merged["quantized_inputs"])}
+        return cls(**{**merged, **floats, **tuples})
 
 
 # The options with a fixed set of values.
@@ -206,19 +215,24 @@ def build_model(
     text_embeddings: str | Path | None = None,
     image_embeddings: str | Path | None = None,
 ) -> SASRec:
-    """The model of `variant` (see bbqrec.models.VARIANTS) with its frozen item-side inputs."""
+    """The model of `variant` (see bbqrec.models.VARIANTS) with its frozen item-side inputs.
+
+    The semantic-ID variants add the quantized vectors of the streams in `config.quantized_inputs` that the
+    tokenizer has (their codes all feed the similarity bias), and with `config.content_inputs` the continuous
+    text/image embeddings too.
+    """
     spec = get_variant(variant)
-    features, codes = [], None
-    if spec.item_inputs == "embeddings":
+    features, codes, vectors = [], None, None
+    if spec.item_inputs == "embeddings" or (spec.item_inputs == "sids" and config.content_inputs):
         paths = [p for p in (text_embeddings, image_embeddings) if p is not None]
         if not paths:
             raise InputError(f"variant {variant}: needs text and/or image embeddings (--text / --image)")
         features = [load_item_embeddings(p, n_items) for p in paths]
-    elif spec.item_inputs == "sids":
+    if spec.item_inputs == "sids":
         if semantic_ids is None:
             raise InputError(f"variant {variant}: needs sids/{spec.tokenizer}/semantic_ids.parquet (--sids)")
-        _, codes, vectors = load_semantic_ids(semantic_ids, n_items)
-        features = list(vectors.unbind(dim=1))
+        streams, codes, vectors = load_semantic_ids(semantic_ids, n_items)
+        features += [vectors[:, m] for m, stream in enumerate(streams) if stream in config.quantized_inputs]
     similarity = spec.similarity and (config.similarity or spec.similarity)
     model_options = {f.name for f in fields(ModelConfig)} - {"n_items", "loss", "similarity"}
     model_config = ModelConfig(
@@ -227,7 +241,7 @@ def build_model(
         similarity=similarity,
         **{key: getattr(config, key) for key in model_options},
     )
-    return SASRec(model_config, features, codes if similarity else None)
+    return SASRec(model_config, features, codes if similarity else None, vectors if similarity else None)
 
 
 # --- the loop ---

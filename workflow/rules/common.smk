@@ -17,6 +17,7 @@ from bbqrec.data.config import load_dataset_config, merge_prepare_options  # noq
 from bbqrec.data.download import resolve_source, tree_digest  # noqa: E402
 from bbqrec.models.variants import get_variant  # noqa: E402
 from bbqrec.quantize.config import tokenizer_config  # noqa: E402
+from bbqrec.training import DEFAULT_TRAIN_CONFIG  # noqa: E402
 
 validate(config, schema="../schemas/config.schema.yaml")
 
@@ -230,7 +231,8 @@ def get_tokenizer_embeddings(wildcards):
 
 
 def get_train_inputs(wildcards):
-    """Data splits, plus the semantic IDs (bbqrec variants) or the content embeddings (sasrec-mm)."""
+    """Data splits, plus the semantic IDs (bbqrec variants) and/or the content embeddings (sasrec-mm, and the
+    bbqrec variants with the train option content_inputs)."""
     data = f"results/{wildcards.dataset}/data"
     inputs = {"train": f"{data}/train.parquet", "valid": f"{data}/valid.parquet"}
     variant = get_variant(wildcards.variant)
@@ -238,7 +240,10 @@ def get_train_inputs(wildcards):
         inputs["sids"] = (
             f"results/{wildcards.dataset}/sids/{variant.tokenizer}/semantic_ids.parquet"
         )
-    elif variant.item_inputs == "embeddings":
+    if variant.item_inputs == "embeddings" or (
+        variant.item_inputs == "sids"
+        and {**DEFAULT_TRAIN_CONFIG, **get_train_options(wildcards)}["content_inputs"]
+    ):
         for modality in get_modalities(wildcards):
             inputs[modality] = (
                 f"results/{wildcards.dataset}/embeddings/{modality}.parquet"

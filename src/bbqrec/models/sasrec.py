@@ -60,10 +60,15 @@ class SASRec(nn.Module):
 
     item_features: frozen per-stream item vectors, each [n_items + 1, d_m] (row 0 = padding, zeros).
     item_codes: [n_items + 1, M, levels] semantic IDs of the M streams, needed when `config.similarity` is set.
+    code_vectors: [n_items + 1, M, d] the quantized vectors of those IDs, needed by the `cosine` similarity.
     """
 
     def __init__(
-        self, config: ModelConfig, item_features: Sequence[Tensor] = (), item_codes: Tensor | None = None
+        self,
+        config: ModelConfig,
+        item_features: Sequence[Tensor] = (),
+        item_codes: Tensor | None = None,
+        code_vectors: Tensor | None = None,
     ) -> None:
         super().__init__()
         if config.loss not in LOSSES:
@@ -102,7 +107,7 @@ class SASRec(nn.Module):
                 config.n_layers,
                 config.n_heads,
                 item_codes,
-                torch.stack(list(item_features), dim=1) if config.similarity == "cosine" else None,
+                code_vectors if config.similarity == "cosine" else None,
                 config.cosine_buckets,
             )
         self.apply(self._init_weights)
@@ -187,10 +192,12 @@ class SASRec(nn.Module):
 
     def checkpoint(self) -> dict[str, Any]:
         """What `from_checkpoint` needs to rebuild this model, frozen inputs included."""
+        vectors = getattr(self.similarity, "item_vectors", None)
         return {
             "config": asdict(self.config),
             "feature_dims": [p.in_features for p in self.feature_projections],
             "codes_shape": None if self.similarity is None else list(self.similarity.item_codes.shape),
+            "code_vectors_shape": None if vectors is None else list(vectors.shape),
             "state_dict": self.state_dict(),
         }
 
@@ -200,6 +207,8 @@ class SASRec(nn.Module):
         rows = config.n_items + 1
         features = [torch.zeros(rows, dim) for dim in checkpoint["feature_dims"]]
         codes = None if checkpoint["codes_shape"] is None else torch.zeros(checkpoint["codes_shape"])
-        model = cls(config, features, codes)
+        vectors_shape = checkpoint.get("code_vectors_shape")
+        vectors = None if vectors_shape is None else torch.zeros(vectors_shape)
+        model = cls(config, features, codes, vectors)
         model.load_state_dict(checkpoint["state_dict"])
         return model
