@@ -67,7 +67,9 @@ def test_every_variant_of_the_method_is_in_the_table():
     ],
 )
 def test_build_model_maps_the_variant_to_model_options(semantic_ids, variant, loss, n_features, similarity):
-    model = build_model(variant, TrainConfig(), n_items=2, semantic_ids=semantic_ids)
+    # METHOD.md's literal item input: the quantized vectors of every stream, no continuous embeddings
+    literal = TrainConfig.from_dict({"quantized_inputs": ["text", "image", "behavior"], "content_inputs": False})
+    model = build_model(variant, literal, n_items=2, semantic_ids=semantic_ids)
     assert model.config.loss == loss and model.config.similarity == similarity
     assert len(model.feature_projections) == n_features
     if n_features:
@@ -79,7 +81,7 @@ def test_build_model_maps_the_variant_to_model_options(semantic_ids, variant, lo
 
 
 def test_similarity_option_overrides_only_reweighted_variants(semantic_ids):
-    config = TrainConfig.from_dict({"similarity": "equal_levels"})
+    config = TrainConfig.from_dict({"similarity": "equal_levels", "content_inputs": False})
     assert build_model("bbqrec", config, 2, semantic_ids).config.similarity == "equal_levels"
     assert build_model("bbqrec-no-reweight", config, 2, semantic_ids).config.similarity is None
 
@@ -99,7 +101,7 @@ def test_missing_inputs_name_the_option():
 
 
 def test_item_input_options_choose_the_streams_and_keep_every_code(semantic_ids, text_embeddings):
-    config = TrainConfig.from_dict({"quantized_inputs": ["text"], "content_inputs": True})
+    config = TrainConfig()  # the defaults: content embeddings and the content streams' ẑ, no behaviour ẑ
     model = build_model("bbqrec", config, 2, semantic_ids, text_embeddings)
     # the continuous text embedding, then the text stream's quantized vector; no behaviour vector
     assert len(model.feature_projections) == 2
@@ -108,7 +110,8 @@ def test_item_input_options_choose_the_streams_and_keep_every_code(semantic_ids,
     assert model.similarity.item_codes[1].tolist() == [[0, 3], [1, 5]]  # both streams' codes feed the bias
     cosine = build_model("bbqrec-cosine", config, 2, semantic_ids, text_embeddings)
     assert cosine.similarity.item_vectors[2].tolist() == [[0, 1], [2, 0]]  # both streams' quantized vectors
-    no_vectors = build_model("bbqrec", TrainConfig.from_dict({"quantized_inputs": []}), 2, semantic_ids)
+    id_only = TrainConfig.from_dict({"quantized_inputs": [], "content_inputs": False})
+    no_vectors = build_model("bbqrec", id_only, 2, semantic_ids)
     assert len(no_vectors.feature_projections) == 0 and no_vectors.similarity is not None
     with pytest.raises(InputError, match=r"variant bbqrec: needs text and/or image embeddings"):
         build_model("bbqrec", config, 2, semantic_ids)
