@@ -108,6 +108,30 @@ def test_changing_the_text_template_reruns_downstream_only(finished_run):
     assert "prepare_data" not in planned and "behavior_embed" not in planned
 
 
+def test_dataset_file_edits_rerun_only_the_stages_they_configure(finished_run):
+    dataset_file = finished_run / "config" / "datasets" / "gift-cards.yaml"
+    original = dataset_file.read_text()
+    try:
+        planned = {}
+        for name, block in (
+            ("bbqrec inputs", "train:\n  content_inputs: false\n"),  # read by bbqrec, not the behaviour SASRec
+            ("every model", "train:\n  patience: 3\n"),
+            ("preparation", "prepare:\n  min_seq_len: 4\n"),
+        ):
+            dataset_file.write_text(original + block)
+            result = snakemake(finished_run, "-n", "--cores", "1", "--quiet", "rules")
+            assert result.returncode == 0, result.stdout + result.stderr
+            planned[name] = planned_rules(result)
+    finally:
+        dataset_file.write_text(original)
+    assert planned["bbqrec inputs"] == {
+        "train", "evaluate", "compare", "plot_training_curves", "report_comparison", "all"
+    }
+    assert {"behavior_embed", "quantize", "train"} <= planned["every model"]
+    assert "prepare_data" not in planned["every model"]
+    assert {"prepare_data", "train", "evaluate"} <= planned["preparation"]
+
+
 def test_report_is_one_html_file_with_every_view(finished_run):
     result = snakemake(finished_run, "--report", "report.html")
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]

@@ -95,6 +95,13 @@ def get_download_mirror_arg():
     return f"--mirror {mirror}" if mirror else ""
 
 
+def get_dataset_spec(wildcards):
+    """What prepare_data reads from the dataset file (all but its later stages' overrides), as sorted JSON."""
+    later = ("train", "quantize", "description")
+    spec = DATASET_CONFIGS[wildcards.dataset]
+    return json.dumps({k: v for k, v in spec.items() if k not in later}, sort_keys=True)
+
+
 def get_prepare_options(wildcards):
     """Global `prepare` defaults overridden by the dataset file's own `prepare` block."""
     return merge_prepare_options(config["prepare"], DATASET_CONFIGS[wildcards.dataset])
@@ -200,6 +207,20 @@ def get_train_mem_mb(wildcards):
 def get_train_gpu_request(wildcards):
     """Config `gpus` for the train job; with several processes on GPUs, one GPU per process."""
     return config["gpus"] and max(config["gpus"], get_train_processes(wildcards))
+
+
+def get_train_options_record(wildcards):
+    """The train options as a params value of wildcards alone: Snakemake records (and reruns on) such params,
+    not those that take `threads` or `input`, like get_train_options_json."""
+    return to_json(get_train_options(wildcards))
+
+
+def get_behavior_options_record(wildcards):
+    """get_train_options_record without the options of the semantic-ID variants, which the ID-only behaviour
+    SASRec does not read: changing them reruns the recommenders, not the tokenizers."""
+    bbqrec_only = ("similarity", "cosine_buckets", "quantized_inputs", "content_inputs")
+    options = get_train_options(wildcards)
+    return to_json({k: v for k, v in options.items() if k not in bbqrec_only})
 
 
 def get_train_options_json(wildcards, threads):

@@ -28,7 +28,8 @@ rule download:
 rule prepare_data:
     input:
         sources=get_prepare_sources,
-        dataset_config="config/datasets/{dataset}.yaml",
+        # Its preparation keys are a params value below: editing its train or quantize overrides reruns only those stages.
+        dataset_config=ancient("config/datasets/{dataset}.yaml"),
     output:
         interactions="results/{dataset}/data/interactions.parquet",
         item_table="results/{dataset}/data/items.parquet",
@@ -56,6 +57,7 @@ rule prepare_data:
         data_root=get_data_root,
         options=get_prepare_options,
         sources_sha256=get_source_digests,  # contents, not mtimes, decide a rerun
+        dataset_spec=get_dataset_spec,
     shell:
         "{params.script} --dataset-config {input.dataset_config}"
         " --data-root {params.data_root} --out results/{wildcards.dataset}/data"

@@ -95,6 +95,7 @@ rule behavior_embed:
         script=script("behavior_embed.py"),
         seed=config["quantize"]["seed"],
         options=get_train_options_json,
+        recorded_options=get_behavior_options_record,  # a change reruns the job
     shell:
         "{params.script} --data results/{wildcards.dataset}/data --seed {params.seed}"
         " --config-json {params.options:q} --out {output} > {log} 2>&1"

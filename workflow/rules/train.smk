@@ -22,6 +22,7 @@ rule train:
         script=get_train_script,
         inputs=get_train_input_args,
         options=get_train_options_json,
+        recorded_options=get_train_options_record,  # a change reruns the job
     shell:
         "{params.script} --dataset {wildcards.dataset} --variant {wildcards.variant}"
         " --seed {wildcards.seed} --data results/{wildcards.dataset}/data {params.inputs}"
@@ -49,6 +50,7 @@ rule evaluate:
     params:
         script=script("evaluate.py"),
         options=get_eval_options_json,
+        recorded_options=get_train_options_record,  # a change reruns the job
     shell:
         "{params.script} --dataset {wildcards.dataset} --variant {wildcards.variant}"
         " --seed {wildcards.seed} --model {input.model}"
