@@ -28,7 +28,7 @@ rule download:
 rule prepare_data:
     input:
         sources=get_prepare_sources,
-        # Its preparation keys are a params value below: editing its train or quantize overrides reruns only those stages.
+        # Its preparation keys are params (dataset_spec): its train/quantize blocks do not rerun this rule.
         dataset_config=ancient("config/datasets/{dataset}.yaml"),
     output:
         interactions="results/{dataset}/data/interactions.parquet",
