@@ -2,14 +2,15 @@
 
     python benchmarks/bench_train.py                             # sasrec and bbqrec, 2 epochs each, 1 thread
     python benchmarks/bench_train.py --epochs 0 --variants sasrec  # until early stopping (long on a CPU)
-    python benchmarks/bench_train.py --sids results/beauty/sids/bbq/semantic_ids.parquet
+    python benchmarks/bench_train.py --sids results/beauty/sids/bbq/semantic_ids.parquet --text results/beauty/embeddings/text.parquet
     python benchmarks/bench_train.py --variants sasrec --config-json '{"training_rows": "prefix", "batch_size": 2048}'
 
 Each variant runs in a fresh process, so its peak memory (max RSS, and peak CUDA memory on a GPU) is its own.
 Reports seconds per training epoch, per validation pass during training, per full test evaluation
 (ranks of all 22,363 targets among all items) and per top-20 recommendation pass, epochs run, the best epoch
 and the wall time of the whole fit. Without --sids, `bbqrec` gets RANDOM semantic IDs (3 streams, 3 levels of
-256 codes, 32-d quantized vectors, seeded): the cost of the model does not depend on the codes' values.
+256 codes, 32-d quantized vectors, seeded), and without --text random 384-d text vectors: the cost of the model
+does not depend on their values.
 """
 
 from __future__ import annotations
@@ -61,6 +62,16 @@ def random_semantic_ids(n_items: int, path: Path) -> None:
     pl.concat(frames).with_columns(pl.col("quantized").cast(pl.Array(pl.Float32, 32))).write_parquet(path)
 
 
+def random_text_embeddings(n_items: int, path: Path) -> None:
+    """A text.parquet of random 384-d vectors (all-MiniLM-L6-v2's width; for timing only)."""
+    import numpy as np
+    import polars as pl
+
+    vectors = np.random.default_rng(1).standard_normal((n_items, 384), dtype=np.float32)
+    frame = pl.DataFrame({"item_id": np.arange(1, n_items + 1, dtype=np.int32), "embedding": vectors})
+    frame.with_columns(pl.col("embedding").cast(pl.Array(pl.Float32, 384))).write_parquet(path)
+
+
 def run_one(point: dict) -> dict:
     import polars as pl
     import torch
@@ -76,7 +87,7 @@ def run_one(point: dict) -> dict:
     valid = EvalSet.from_frame(pl.read_parquet(data / "valid.parquet"), config.max_len)
     test = EvalSet.from_frame(pl.read_parquet(data / "test.parquet"), config.max_len)
     seed_everything(0)
-    model = build_model(point["variant"], config, n_items, point["sids"])
+    model = build_model(point["variant"], config, n_items, point["sids"], point["text"])
     started, cpu_started = time.perf_counter(), time.process_time()
     result = fit(model, train, valid, config, seed=0)
     fit_seconds, fit_cpu_seconds = time.perf_counter() - started, time.process_time() - cpu_started
@@ -119,6 +130,7 @@ def main(argv=None):
     parser.add_argument("--device", default="cpu", help="cpu, cuda or auto")
     parser.add_argument("--data", default=None, help="a prepared Beauty data folder (default: prepare one)")
     parser.add_argument("--sids", default=None, help="semantic_ids.parquet for bbqrec (default: random codes)")
+    parser.add_argument("--text", default=None, help="text.parquet for sasrec-mm and bbqrec (default: random vectors)")
     parser.add_argument("--config-json", default="{}", help="further train config keys, e.g. '{\"training_rows\": \"prefix\"}'")
     parser.add_argument("--json", default=None, help="also write the rows to this JSON file")
     parser.add_argument("--one", default=None, help=argparse.SUPPRESS)  # internal: run one variant
@@ -128,18 +140,23 @@ def main(argv=None):
         return
 
     data = beauty_data(args.data)
+    from bbqrec.training import count_items
+
+    n_items = count_items(data / "items.parquet")
     sids = args.sids
     if sids is None and any(v.startswith("bbqrec") for v in args.variants):
-        from bbqrec.training import count_items
-
         sids = str(Path(tempfile.mkdtemp(prefix="bench-sids-")) / "semantic_ids.parquet")
-        random_semantic_ids(count_items(data / "items.parquet"), Path(sids))
+        random_semantic_ids(n_items, Path(sids))
+    text = args.text
+    if text is None and any(v.startswith(("bbqrec", "sasrec-mm")) for v in args.variants):
+        text = str(Path(tempfile.mkdtemp(prefix="bench-text-")) / "text.parquet")
+        random_text_embeddings(n_items, Path(text))
     config = {**json.loads(args.config_json), "threads": args.threads, "device": args.device}
     if args.epochs:
         config["max_epochs"] = args.epochs
     rows = []
     for variant in args.variants:
-        point = {"variant": variant, "data": str(data), "sids": sids, "config": config}
+        point = {"variant": variant, "data": str(data), "sids": sids, "text": text, "config": config}
         child = subprocess.run(
             [sys.executable, __file__, "--one", json.dumps(point)], capture_output=True, text=True, check=True
         )
