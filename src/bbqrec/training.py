@@ -110,6 +110,8 @@ CHOICES = {
 }
 DEFAULT_TRAIN_CONFIG: dict[str, Any] = asdict(TrainConfig())
 NOT_TRAINING_OPTIONS = ("eval_batch_size", "recommend_k", "recommend_backend", "device", "threads", "processes")
+# Options only the semantic-ID variants read (the ID-only behaviour SASRec of the tokenizer ignores them).
+SEMANTIC_ID_OPTIONS = ("similarity", "cosine_buckets", "quantized_inputs", "content_inputs")
 
 
 @dataclass(frozen=True)

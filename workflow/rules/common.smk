@@ -17,7 +17,7 @@ from bbqrec.data.config import load_dataset_config, merge_prepare_options  # noq
 from bbqrec.data.download import resolve_source, tree_digest  # noqa: E402
 from bbqrec.models.variants import get_variant  # noqa: E402
 from bbqrec.quantize.config import tokenizer_config  # noqa: E402
-from bbqrec.training import DEFAULT_TRAIN_CONFIG  # noqa: E402
+from bbqrec.training import DEFAULT_TRAIN_CONFIG, SEMANTIC_ID_OPTIONS  # noqa: E402
 
 validate(config, schema="../schemas/config.schema.yaml")
 
@@ -97,7 +97,7 @@ def get_download_mirror_arg():
 
 def get_dataset_spec(wildcards):
     """What prepare_data reads from the dataset file (all but its later stages' overrides), as sorted JSON."""
-    later = ("train", "quantize", "description")
+    later = ("train", "quantize", "modalities", "description")
     spec = DATASET_CONFIGS[wildcards.dataset]
     return json.dumps({k: v for k, v in spec.items() if k not in later}, sort_keys=True)
 
@@ -181,9 +181,14 @@ def get_train_options(wildcards):
     return {**config["train"]["options"], **DATASET_CONFIGS[wildcards.dataset]["train"]}
 
 
+def get_train_option(wildcards, key):
+    """One train option: the configured value, else the package default."""
+    return get_train_options(wildcards).get(key, DEFAULT_TRAIN_CONFIG[key])
+
+
 def get_train_processes(wildcards):
-    """Training processes (train option `processes`; the package default is 1)."""
-    return get_train_options(wildcards).get("processes", 1)
+    """Training processes (train option `processes`)."""
+    return get_train_option(wildcards, "processes")
 
 
 def get_train_script(wildcards):
@@ -218,9 +223,8 @@ def get_train_options_record(wildcards):
 def get_behavior_options_record(wildcards):
     """get_train_options_record without the options of the semantic-ID variants, which the ID-only behaviour
     SASRec does not read: changing them reruns the recommenders, not the tokenizers."""
-    bbqrec_only = ("similarity", "cosine_buckets", "quantized_inputs", "content_inputs")
     options = get_train_options(wildcards)
-    return to_json({k: v for k, v in options.items() if k not in bbqrec_only})
+    return to_json({k: v for k, v in options.items() if k not in SEMANTIC_ID_OPTIONS})
 
 
 def get_train_options_json(wildcards, threads):
@@ -262,8 +266,7 @@ def get_train_inputs(wildcards):
             f"results/{wildcards.dataset}/sids/{variant.tokenizer}/semantic_ids.parquet"
         )
     if variant.item_inputs == "embeddings" or (
-        variant.item_inputs == "sids"
-        and {**DEFAULT_TRAIN_CONFIG, **get_train_options(wildcards)}["content_inputs"]
+        variant.item_inputs == "sids" and get_train_option(wildcards, "content_inputs")
     ):
         for modality in get_modalities(wildcards):
             inputs[modality] = (
