@@ -9,7 +9,8 @@ import pytest
 import torch
 
 from bbqrec.models import ModelConfig, SASRec, pad_sequences
-from bbqrec.models.layers import MASKED, attention_bias
+from bbqrec.models.layers import MASKED, allowed_pairs, attention_bias
+from bbqrec.models import similarity
 from bbqrec.models.similarity import SimilarityBias, cosine_bucket
 from bbqrec.training import TrainingSequences, pack_rows
 
@@ -57,9 +58,9 @@ def test_pad_sequences_left_aligns_and_keeps_the_last_items():
 
 def test_attention_bias_is_causal_and_hides_padding_and_other_segments():
     item_seq = torch.tensor([[5, 7, 0]])
-    bias = attention_bias(item_seq)[0, 0]
+    bias = attention_bias(allowed_pairs(item_seq))[0, 0]
     assert bias.tolist() == [[0, MASKED, MASKED], [0, 0, MASKED], [0, 0, MASKED]]
-    packed = attention_bias(torch.tensor([[5, 7, 9]]), segments=torch.tensor([[1, 1, 2]]))[0, 0]
+    packed = attention_bias(allowed_pairs(torch.tensor([[5, 7, 9]]), torch.tensor([[1, 1, 2]])))[0, 0]
     assert packed.tolist() == [[0, MASKED, MASKED], [0, 0, MASKED], [MASKED, MASKED, 0]]
 
 
@@ -112,16 +113,23 @@ def test_similarity_buckets_by_hand():
     with torch.no_grad():
         bias.tables[0, :, 0] = torch.arange(20.0)  # entry of (pair, bucket) = 5 * pair + bucket
     # p=0, q=1: pairs (tt, ti, it, ii) -> buckets (2, 0, 2, 0) -> 2 + 5 + 12 + 15 = 34
-    layer_bias = bias(torch.tensor([[1, 2, 1]]))[0, 0, 0]  # [L, L] of layer 0, sequence 0, head 0
+    item_seq = torch.tensor([[1, 2, 1]])
+    every_pair = torch.ones(1, 3, 3, dtype=torch.bool)
+    layer_bias = bias(item_seq, every_pair)[0, 0, 0]  # [L, L] of layer 0, sequence 0, head 0
     assert layer_bias[0, 1].item() == 34.0
     assert layer_bias[0, 0].item() == layer_bias[0, 2].item() == 4 + 9 + 14 + 19  # "self" of every pair
+    # only the allowed pairs get a similarity bias, the others are masked
+    causal = bias(item_seq, allowed_pairs(item_seq))[0, 0, 0]
+    assert causal[1, 0].item() == layer_bias[1, 0].item() == 2 + 5 + 12 + 15  # (it, ti) swap: same sum
+    assert causal[0, 1].item() == causal[0, 2].item() == causal[1, 2].item() == MASKED
 
 
 @pytest.mark.parametrize("kind", ["prefix", "equal_levels"])
-def test_fast_buckets_and_bias_equal_the_reference_on_real_codes(beauty, attribute_codes, kind):
-    # The layer's fast path (level keys, one [B, L*M, L*M] comparison per level, one-hot @ table) against the
-    # direct definitions: the broadcast comparison of codes and a sum of the M*M table entries per pair.
+def test_fast_buckets_and_bias_equal_the_reference_on_real_codes(beauty, attribute_codes, kind, monkeypatch):
+    # The layer's fast path (level keys of item pairs, one-hot or level steps @ table) against the direct
+    # definitions: the broadcast comparison of codes and a sum of the M*M table entries per pair.
     _, _, histories = beauty
+    every_pair = torch.ones(histories.shape[0], 50, 50, dtype=torch.bool)
     reference = prefix_match_length if kind == "prefix" else equal_level_count
     bias = SimilarityBias(kind, n_layers=1, n_heads=2, item_codes=attribute_codes)
     torch.nn.init.normal_(bias.tables)
@@ -130,21 +138,26 @@ def test_fast_buckets_and_bias_equal_the_reference_on_real_codes(beauty, attribu
     expected = torch.where(same, bias.self_bucket, reference(attribute_codes[histories]).long()).flatten(3)
     assert torch.equal(rows % bias.n_buckets, expected)
     summed = bias.tables[0][rows].sum(dim=3).permute(0, 3, 1, 2)  # [B, H, L, L]
-    assert torch.allclose(bias(histories)[0], summed, atol=1e-5)
-    # and the same gradient (prefix: a sum over levels of the table's steps, not a lookup; chunked without grad)
+    assert torch.allclose(bias(histories, every_pair)[0], summed, atol=1e-5)
+    # and the same gradient (prefix: a sum over levels of the table's steps, not a lookup)
     weights = torch.randn(summed.shape, generator=torch.Generator().manual_seed(0))
-    (bias(histories)[0] * weights).sum().backward()
+    (bias(histories, every_pair)[0] * weights).sum().backward()
     fast = bias.tables.grad.clone()
     bias.tables.grad = None
     (summed * weights).sum().backward()
     assert torch.allclose(fast, bias.tables.grad, rtol=1e-4, atol=1e-3)
-    with torch.no_grad():
-        assert torch.allclose(bias(histories)[0], summed, atol=1e-5)
+    # without gradients the pairs go in chunks: the same values, and on the causal pairs the same as attention's
+    allowed = allowed_pairs(histories)
+    with torch.no_grad(), monkeypatch.context() as patch:
+        patch.setattr(similarity, "PAIRS_PER_CHUNK", 1000)
+        causal = bias(histories, allowed)[0]
+    assert torch.allclose(causal, torch.where(allowed[:, None], summed, MASKED), atol=1e-5)
 
 
 def test_cosine_buckets_by_hand():
-    vectors = torch.tensor([[[[1.0, 0.0]], [[0.0, 1.0]], [[-1.0, 0.0]], [[0.6, 0.8]]]])  # [1, L=4, M=1, d=2]
-    buckets = cosine_bucket(vectors, 4)[0, 0, :, 0, 0]  # cosines 1, 0, -1, 0.6 with 4 bins of [-1, 1]
+    query = torch.tensor([[[1.0, 0.0]]]).expand(4, 1, 2)  # [P=4, M=1, d=2]
+    key = torch.tensor([[[1.0, 0.0]], [[0.0, 1.0]], [[-1.0, 0.0]], [[0.6, 0.8]]])
+    buckets = cosine_bucket(query, key, 4)[:, 0, 0]  # cosines 1, 0, -1, 0.6 with 4 bins of [-1, 1]
     assert buckets.tolist() == [3, 2, 0, 3]
 
 

@@ -64,7 +64,7 @@ class TrainConfig:
     patience: int = 10
     # evaluation
     ks: tuple[int, ...] = (5, 10, 20)
-    eval_batch_size: int = 1024
+    eval_batch_size: int = 256  # users per evaluation batch: on a CPU 256 runs faster than 1024 (cache; README)
     exclude_history: bool = False
     recommend_k: int = 20
     recommend_backend: str = "matmul"

@@ -68,7 +68,7 @@ def _masked_scores(model: SASRec, histories: Tensor, exclude_history: bool) -> T
 
 @torch.no_grad()
 def target_ranks(
-    model: SASRec, data: EvalSet, batch_size: int = 1024, exclude_history: bool = False
+    model: SASRec, data: EvalSet, batch_size: int = 256, exclude_history: bool = False
 ) -> Tensor:
     """1-based rank [U] of each target among all items, its place in `recommend`'s list: 1 + the number of
     items scored higher + the number scored equal with a smaller id."""
@@ -91,7 +91,7 @@ def recommend(
     model: SASRec,
     data: EvalSet,
     k: int = 20,
-    batch_size: int = 1024,
+    batch_size: int = 256,
     exclude_history: bool = False,
     backend: str = "matmul",
 ) -> pl.DataFrame:

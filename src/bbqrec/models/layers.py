@@ -17,21 +17,24 @@ from torch import Tensor, nn
 MASKED = torch.finfo(torch.float32).min
 
 
-def attention_bias(item_seq: Tensor, pair_bias: Tensor | None = None, segments: Tensor | None = None) -> Tensor:
-    """The additive attention bias [B, H or 1, L, L] of `item_seq` [B, L].
+def allowed_pairs(item_seq: Tensor, segments: Tensor | None = None) -> Tensor:
+    """Which (query p, key q) pairs of `item_seq` [B, L] may attend: [B, L, L] bool.
 
-    Query p may attend key q when q <= p (causal), item q is not padding and (with `segments` [B, L]) both
-    belong to the same sequence; there the bias is `pair_bias` ([B, H, L, L], e.g. the similarity
-    reweighting) or 0, elsewhere it is `MASKED`.
+    q <= p (causal), item q is not padding and, with `segments` [B, L], both belong to the same sequence.
     """
     length = item_seq.shape[1]
     causal = torch.ones(length, length, dtype=torch.bool, device=item_seq.device).tril()  # [L, L]
     allowed = causal & (item_seq != 0)[:, None, :]  # [B, L, L]
     if segments is not None:
         allowed = allowed & (segments[:, :, None] == segments[:, None, :])
-    allowed = allowed[:, None]  # [B, 1, L, L]
-    zero = torch.zeros((), dtype=torch.float32, device=item_seq.device)
-    return torch.where(allowed, zero if pair_bias is None else pair_bias, MASKED)
+    return allowed
+
+
+def attention_bias(allowed: Tensor) -> Tensor:
+    """The additive attention bias [B, 1, L, L] of plain SASRec: 0 on the `allowed` pairs [B, L, L] (see
+    `allowed_pairs`), `MASKED` elsewhere. The similarity reweighting builds its own (models.similarity)."""
+    zero = torch.zeros((), dtype=torch.float32, device=allowed.device)
+    return torch.where(allowed[:, None], zero, MASKED)
 
 
 class TransformerBlock(nn.Module):

@@ -17,7 +17,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from bbqrec.models.layers import TransformerBlock, attention_bias
+from bbqrec.models.layers import TransformerBlock, allowed_pairs, attention_bias
 from bbqrec.models.similarity import SimilarityBias
 
 LOSSES = ("ce", "bce")
@@ -136,20 +136,19 @@ class SASRec(nn.Module):
         """Hidden states [B, L, D] of left-aligned item sequences [B, L] (position p sees items 0..p).
 
         For packed rows (several sequences per row), `positions` [B, L] is each slot's position in its own
-        sequence and `segments` [B, L] the sequence it belongs to (see layers.attention_bias).
+        sequence and `segments` [B, L] the sequence it belongs to (see layers.allowed_pairs).
         """
         if positions is None:
             positions = torch.arange(item_seq.shape[1], device=item_seq.device)
         items = F.embedding(item_seq, self.item_vectors()) if self.n_features else self.item_embedding(item_seq)
         x = self.dropout(self.input_norm(items + self.position_embedding(positions)))  # [B, L, D]
+        allowed = allowed_pairs(item_seq, segments)  # [B, L, L]
         if self.similarity is None:
-            bias = attention_bias(item_seq, segments=segments)  # [B, 1, L, L], shared by every layer
-            for block in self.blocks:
-                x = block(x, bias)
+            biases = [attention_bias(allowed)] * len(self.blocks)  # [B, 1, L, L], shared by every layer
         else:
-            pair_bias = self.similarity(item_seq)  # [layers, B, H, L, L]
-            for block, layer_bias in zip(self.blocks, pair_bias):
-                x = block(x, attention_bias(item_seq, layer_bias, segments))
+            biases = self.similarity(item_seq, allowed)  # [layers, B, H, L, L]
+        for block, bias in zip(self.blocks, biases):
+            x = block(x, bias)
         return self.final_norm(x)
 
     def loss(
