@@ -66,3 +66,28 @@ def test_every_variant_is_also_tested_against_sasrec_mm():
     text = markdown(table, ["sasrec", "sasrec-mm", "bbqrec"])
     assert "gain vs sasrec | p | gain vs sasrec-mm | p |" in text
     assert "| `bbqrec` | 1 | 0.1500 ± 0.0000 | +50.0% |" in text and "| +25.0% |" in text
+
+
+def test_a_one_seed_row_is_compared_with_the_baselines_same_seed():
+    # sasrec ran seeds 0, 1, 2; the ablation seed 0 only: its gain and test use sasrec's seed 0 alone
+    metrics = pl.DataFrame(
+        [metrics_rows("sasrec", 0, 0.10), metrics_rows("sasrec", 1, 0.16), metrics_rows("sasrec", 2, 0.16),
+         metrics_rows("bbqrec-no-club", 0, 0.12)]
+    )
+    base = {0: {1: 0, 2: 1, 3: 0, 4: 0}, 1: {1: 1, 2: 1, 3: 1, 4: 0}, 2: {1: 1, 2: 1, 3: 0, 4: 1}}
+    ablation = {1: 1, 2: 0, 3: 1, 4: 1}
+    users = [
+        {"dataset": "d", "variant": "sasrec", "seed": seed, "user_id": u, "metric": "recall", "k": 10, "value": float(v)}
+        for seed, values in base.items()
+        for u, v in values.items()
+    ] + [
+        {"dataset": "d", "variant": "bbqrec-no-club", "seed": 0, "user_id": u, "metric": "recall", "k": 10,
+         "value": float(v)}
+        for u, v in ablation.items()
+    ]
+    row = comparison_table(metrics, pl.DataFrame(users)).filter(pl.col("variant") == "bbqrec-no-club").row(0, named=True)
+    assert row["seeds"] == 1 and row["mean"] == pytest.approx(0.12)
+    assert row["gain"] == pytest.approx(0.12 / 0.10 - 1)  # not 0.12 / 0.14 - 1 (the 3-seed mean)
+    # seed 0 against seed 0: +1, -1, +1, +1 (not the differences from sasrec's per-user means over 3 seeds)
+    assert row["p_value"] == pytest.approx(wilcoxon([1, -1, 1, 1], zero_method="wilcox").pvalue)
+    assert row["gain_mm"] is None and row["p_value_mm"] is None  # sasrec-mm was not run

@@ -1,10 +1,13 @@
 """The comparison table: mean ± std over seeds per dataset and variant, gains over the baselines, paired tests.
 
 Two baselines: `sasrec` (ID only) and `sasrec-mm` (the same continuous text/image inputs without codes or
-reweighting); beating the first alone proves little, so every variant is tested against both. The paired test
-compares a variant with a baseline user by user on the test split: per-user metrics are averaged over seeds
-first (so a user counts once), then a two-sided Wilcoxon signed-rank test is run on the paired differences
-(zero differences dropped, as Wilcoxon's original procedure).
+reweighting); beating the first alone proves little, so every variant is tested against both. A gain and its
+test use only the seeds that both rows have (an ablation run with seed 0 is compared with the baseline's seed 0,
+not with its 3-seed mean). The paired test compares a variant with a baseline user by user on the test split:
+per-user metrics are averaged over those seeds first (so a user counts once), then a two-sided Wilcoxon
+signed-rank test is run on the paired differences (zero differences dropped, as Wilcoxon's original procedure).
+Pairing a 1-seed row with a 3-seed mean would not do: the differences of a 0/1 hit against a mean of three are
+not symmetric about 0 even when the two models are alike, and Wilcoxon's p-value assumes they are.
 """
 
 from __future__ import annotations
@@ -36,13 +39,20 @@ def summarize(metrics: pl.DataFrame) -> pl.DataFrame:
     )
 
 
+def with_baseline(frame: pl.DataFrame, baseline: str, keys: Sequence[str] = ()) -> pl.DataFrame:
+    """The rows of every other variant with the `baseline`'s value of the same dataset, seed, metric, k (and
+    `keys`) as column `base`; seeds that the baseline lacks drop out."""
+    on = ["dataset", "seed", *keys, "metric", "k"]
+    base = frame.filter(pl.col("variant") == baseline).select(*on, base=pl.col("value"))
+    return frame.filter(pl.col("variant") != baseline).join(base, on=on, how="inner")
+
+
 def paired_p_values(user_metrics: pl.DataFrame, baseline: str = BASELINE) -> pl.DataFrame:
-    """p-value of each variant against `baseline` per dataset, metric and k (null where no baseline)."""
-    per_user = user_metrics.group_by("dataset", "variant", "user_id", "metric", "k").agg(pl.col("value").mean())
-    base = per_user.filter(pl.col("variant") == baseline).drop("variant").rename({"value": "base"})
-    paired = per_user.filter(pl.col("variant") != baseline).join(
-        base, on=["dataset", "user_id", "metric", "k"], how="inner"
-    )
+    """p-value of each variant against `baseline` per dataset, metric and k, on the seeds both have (null where
+    no baseline)."""
+    paired = with_baseline(user_metrics, baseline, ["user_id"]).group_by(
+        "dataset", "variant", "user_id", "metric", "k"
+    ).agg(pl.col("value").mean(), pl.col("base").mean())
     rows = []
     for (dataset, variant, metric, k), group in paired.group_by(
         "dataset", "variant", "metric", "k", maintain_order=True
@@ -58,15 +68,21 @@ def comparison_table(
     metrics: pl.DataFrame, user_metrics: pl.DataFrame, baselines: dict[str, str] = BASELINES
 ) -> pl.DataFrame:
     """Test-split summary with, per baseline, the relative gain of the mean (`gain<suffix>`) and the paired
-    p-value (`p_value<suffix>`); both null where the baseline was not run."""
-    table = summarize(metrics.filter(pl.col("split") == "test"))
+    p-value (`p_value<suffix>`), both over the seeds the row shares with the baseline; null where it shares none."""
+    test = metrics.filter(pl.col("split") == "test")
+    table = summarize(test)
     for baseline, suffix in baselines.items():
-        base = table.filter(pl.col("variant") == baseline).select("dataset", "metric", "k", base_mean=pl.col("mean"))
+        gains = (
+            with_baseline(test, baseline)
+            .group_by("dataset", "variant", "metric", "k")
+            .agg((pl.col("value").mean() / pl.col("base").mean() - 1.0).alias(f"gain{suffix}"))
+        )
         p_values = paired_p_values(user_metrics, baseline).rename({"p_value": f"p_value{suffix}"})
         table = (
-            table.join(base, on=["dataset", "metric", "k"], how="left")
-            .with_columns((pl.col("mean") / pl.col("base_mean") - 1.0).alias(f"gain{suffix}"))
-            .drop("base_mean")
+            table.join(gains, on=["dataset", "variant", "metric", "k"], how="left")
+            .with_columns(
+                pl.when(pl.col("variant") == baseline).then(0.0).otherwise(pl.col(f"gain{suffix}")).alias(f"gain{suffix}")
+            )
             .join(
                 p_values.with_columns(pl.col("k").cast(table.schema["k"])),
                 on=["dataset", "variant", "metric", "k"],
@@ -82,8 +98,9 @@ def markdown(table: pl.DataFrame, variants: Sequence[str], headline=HEADLINE, ba
     lines = [
         "# Comparison (test split, full ranking, mean ± std over seeds)",
         "",
-        f"Gain vs X: relative change of the mean over baseline X ({names}); p: two-sided Wilcoxon signed-rank "
-        "test over users of the same difference (per-user metrics averaged over seeds).",
+        f"Gain vs X: relative change of the mean over baseline X ({names}), on the seeds both rows have (a 1-seed "
+        "ablation against the baseline's same seed); p: two-sided Wilcoxon signed-rank test over users of the same "
+        "difference (per-user metrics averaged over those seeds).",
     ]
     order = {v: i for i, v in enumerate(variants)}
     for dataset in table["dataset"].unique(maintain_order=True).sort():
