@@ -42,6 +42,13 @@ for _name, _dataset in DATASET_CONFIGS.items():
         raise WorkflowError(
             f"config/datasets/{_name}.yaml (quantize/train overrides)", err
         )
+_ablations = config["train"].get("ablations")
+if _ablations:
+    _unknown = sorted(set(_ablations.get("datasets", [])) - set(DATASETS))
+    if _unknown:
+        raise WorkflowError(
+            f"config train.ablations.datasets: {_unknown} not among the configured datasets {DATASETS}"
+        )
 DATA_ROOT = Path(config["data_root"])
 RESOURCES = Path("resources")
 SCRIPTS = Path(workflow.basedir) / "workflow" / "scripts"
@@ -117,31 +124,56 @@ def get_final_outputs():
     ]
 
 
-def get_tokenizers():
-    """The tokenizers that the configured variants use, sorted."""
-    tokenizers = {get_variant(v).tokenizer for v in config["train"]["variants"]}
+def get_runs(dataset=None):
+    """(dataset, variant, seed) of every configured training run, in config order: `train.variants` x
+    `train.seeds` on every dataset, then `train.ablations`' variants x seeds (default: `train.seeds`) on its
+    datasets (default: all). `dataset`: that dataset's runs only."""
+    train = config["train"]
+    runs = [
+        (d, v, s) for d in DATASETS for v in train["variants"] for s in train["seeds"]
+    ]
+    ablations = train.get("ablations")
+    if ablations:
+        runs += [
+            (d, v, s)
+            for d in ablations.get("datasets", DATASETS)
+            for v in ablations["variants"]
+            for s in ablations.get("seeds", train["seeds"])
+        ]
+    runs = list(dict.fromkeys(runs))
+    return [run for run in runs if dataset is None or run[0] == dataset]
+
+
+def get_variants():
+    """Every configured variant, in config order (the order of the comparison's rows)."""
+    return list(dict.fromkeys(variant for _, variant, _ in get_runs()))
+
+
+def get_tokenizers(dataset):
+    """The tokenizers that the variants run on `dataset` use, sorted."""
+    tokenizers = {get_variant(v).tokenizer for _, v, _ in get_runs(dataset)}
     return sorted(tokenizers - {None})
 
 
 def get_sid_quality_outputs():
-    """The SID quality report of every tokenizer that the configured variants use."""
-    return expand(
-        "results/{dataset}/sids/{tokenizer}/sid_quality.json",
-        dataset=DATASETS,
-        tokenizer=get_tokenizers(),
-    )
+    """The SID quality report of every tokenizer that the configured runs use."""
+    return [
+        f"results/{dataset}/sids/{tokenizer}/sid_quality.json"
+        for dataset in DATASETS
+        for tokenizer in get_tokenizers(dataset)
+    ]
 
 
 def get_report_outputs():
     """The figures and HTML tables of `snakemake --report` (workflow/rules/report.smk)."""
     return [
         *expand("results/{dataset}/report/dataset_stats.html", dataset=DATASETS),
-        *expand(
-            "results/{dataset}/report/{tokenizer}/{view}.svg",
-            dataset=DATASETS,
-            tokenizer=get_tokenizers(),
-            view=["sid_quality", "tokenizer_log"],
-        ),
+        *[
+            f"results/{dataset}/report/{tokenizer}/{view}.svg"
+            for dataset in DATASETS
+            for tokenizer in get_tokenizers(dataset)
+            for view in ("sid_quality", "tokenizer_log")
+        ],
         *expand("results/{dataset}/report/training_curves.svg", dataset=DATASETS),
         "results/comparison.html",
         "results/comparison.svg",
@@ -285,19 +317,13 @@ def get_train_input_args(wildcards, input):
 
 
 def get_train_logs(wildcards):
-    """The per-epoch training log of every configured variant and seed of one dataset."""
-    return expand(
-        "results/{dataset}/train/{variant}/seed{seed}/log.parquet",
-        dataset=wildcards.dataset,
-        variant=config["train"]["variants"],
-        seed=config["train"]["seeds"],
-    )
+    """The per-epoch training log of every configured run of one dataset."""
+    return [
+        f"results/{d}/train/{v}/seed{s}/log.parquet"
+        for d, v, s in get_runs(wildcards.dataset)
+    ]
 
 
 def get_eval_outputs():
-    return expand(
-        "results/{dataset}/eval/{variant}/seed{seed}/metrics.parquet",
-        dataset=DATASETS,
-        variant=config["train"]["variants"],
-        seed=config["train"]["seeds"],
-    )
+    """The test metrics of every configured run."""
+    return [f"results/{d}/eval/{v}/seed{s}/metrics.parquet" for d, v, s in get_runs()]

@@ -102,7 +102,7 @@ rule plot_training_curves:
         runtime=5,
     params:
         script=script("plot_training_curves.py"),
-        variants=config["train"]["variants"],
+        variants=get_variants(),
     shell:
         "{params.script} --logs {input.logs} --variants {params.variants}"
         " --title {wildcards.dataset} --out {output} > {log} 2>&1"
@@ -134,7 +134,7 @@ rule report_comparison:
         runtime=5,
     params:
         script=script("report_comparison.py"),
-        variants=config["train"]["variants"],
+        variants=get_variants(),
     shell:
         "{params.script} --table {input.table} --variants {params.variants}"
         " --out-html {output.table} --out-svg {output.chart} > {log} 2>&1"

@@ -81,7 +81,7 @@ rule compare:
     params:
         script=script("compare.py"),
         eval_dirs=lambda wildcards, input: [str(Path(m).parent) for m in input.metrics],
-        variants=config["train"]["variants"],
+        variants=get_variants(),
     shell:
         "{params.script} --eval-dirs {params.eval_dirs} --variants {params.variants}"
         " --out-parquet {output.table} --out-markdown {output.markdown} > {log} 2>&1"
