@@ -43,6 +43,9 @@ def process_group(device: torch.device) -> Iterator[None]:
     dist.init_process_group("cpu:gloo,cuda:nccl" if device.type == "cuda" else "gloo")
     try:
         yield
+        # leave together: a gloo rank whose peer has already torn down its connections can abort in
+        # destroy_process_group ("terminate called without an active exception", seen once under load)
+        dist.barrier()
     finally:
         dist.destroy_process_group()
 
