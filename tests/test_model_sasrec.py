@@ -27,6 +27,14 @@ def equal_level_count(codes):
     return equal.sum(dim=-1)
 
 
+def position_buckets(bias, item_seq):
+    """The layer's `pair_buckets` of every (query, key) position pair of sequences [B, L]: [B, L, L, M*M]."""
+    batch, length = item_seq.shape
+    query = item_seq[:, :, None].expand(batch, length, length)
+    key = item_seq[:, None, :].expand(batch, length, length)
+    return bias.pair_buckets(query.flatten(), key.flatten()).view(batch, length, length, -1)
+
+
 @pytest.fixture(scope="module")
 def beauty(prepared):
     """Real Beauty (S3-Rec files): the first 300 users' valid histories, item count, and attribute codes."""
@@ -105,7 +113,7 @@ def test_similarity_buckets_by_hand():
 
     bias = SimilarityBias("prefix", n_layers=1, n_heads=1, item_codes=codes)
     assert bias.n_buckets == 5 and bias.self_bucket == 4  # prefix 0..3, then "self"
-    rows = bias.buckets(torch.tensor([[1, 2, 1]]))  # [1, 3, 3, 4]: item 1 repeats at position 2
+    rows = position_buckets(bias, torch.tensor([[1, 2, 1]]))  # [1, 3, 3, 4]: item 1 repeats at position 2
     assert (rows[0, 0, 0] % 5).tolist() == [4, 4, 4, 4]  # the diagonal is "self" for every stream pair
     assert (rows[0, 2, 0] % 5).tolist() == [4, 4, 4, 4]  # a repeated item is "self" too
     assert (rows[0, 0, 1] % 5).tolist() == [2, 0, 2, 0]
@@ -133,7 +141,7 @@ def test_fast_buckets_and_bias_equal_the_reference_on_real_codes(beauty, attribu
     reference = prefix_match_length if kind == "prefix" else equal_level_count
     bias = SimilarityBias(kind, n_layers=1, n_heads=2, item_codes=attribute_codes)
     torch.nn.init.normal_(bias.tables)
-    rows = bias.buckets(histories)
+    rows = position_buckets(bias, histories)
     same = (histories[:, :, None] == histories[:, None, :])[..., None, None]
     expected = torch.where(same, bias.self_bucket, reference(attribute_codes[histories]).long()).flatten(3)
     assert torch.equal(rows % bias.n_buckets, expected)

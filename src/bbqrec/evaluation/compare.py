@@ -40,19 +40,22 @@ def summarize(metrics: pl.DataFrame) -> pl.DataFrame:
 
 
 def with_baseline(frame: pl.DataFrame, baseline: str, keys: Sequence[str] = ()) -> pl.DataFrame:
-    """The rows of every other variant with the `baseline`'s value of the same dataset, seed, metric, k (and
-    `keys`) as column `base`; seeds that the baseline lacks drop out."""
+    """Every row with the `baseline`'s value of the same dataset, seed, metric, k (and `keys`) as column
+    `base`; seeds that the baseline lacks drop out (the baseline's own rows pair with themselves)."""
     on = ["dataset", "seed", *keys, "metric", "k"]
     base = frame.filter(pl.col("variant") == baseline).select(*on, base=pl.col("value"))
-    return frame.filter(pl.col("variant") != baseline).join(base, on=on, how="inner")
+    return frame.join(base, on=on, how="inner")
 
 
 def paired_p_values(user_metrics: pl.DataFrame, baseline: str = BASELINE) -> pl.DataFrame:
     """p-value of each variant against `baseline` per dataset, metric and k, on the seeds both have (null where
     no baseline)."""
-    paired = with_baseline(user_metrics, baseline, ["user_id"]).group_by(
-        "dataset", "variant", "user_id", "metric", "k"
-    ).agg(pl.col("value").mean(), pl.col("base").mean())
+    paired = (
+        with_baseline(user_metrics, baseline, ["user_id"])
+        .filter(pl.col("variant") != baseline)
+        .group_by("dataset", "variant", "user_id", "metric", "k")
+        .agg(pl.col("value").mean(), pl.col("base").mean())
+    )
     rows = []
     for (dataset, variant, metric, k), group in paired.group_by(
         "dataset", "variant", "metric", "k", maintain_order=True
@@ -80,9 +83,6 @@ def comparison_table(
         p_values = paired_p_values(user_metrics, baseline).rename({"p_value": f"p_value{suffix}"})
         table = (
             table.join(gains, on=["dataset", "variant", "metric", "k"], how="left")
-            .with_columns(
-                pl.when(pl.col("variant") == baseline).then(0.0).otherwise(pl.col(f"gain{suffix}")).alias(f"gain{suffix}")
-            )
             .join(
                 p_values.with_columns(pl.col("k").cast(table.schema["k"])),
                 on=["dataset", "variant", "metric", "k"],

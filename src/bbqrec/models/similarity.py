@@ -85,18 +85,11 @@ class SimilarityBias(nn.Module):
         pair = torch.arange(bucket.shape[-1], device=bucket.device)
         return pair * self.n_buckets + bucket
 
-    def buckets(self, item_seq: Tensor) -> Tensor:
-        """`pair_buckets` of every (query, key) position pair of sequences [B, L]: [B, L, L, M*M]."""
-        batch, length = item_seq.shape
-        query = item_seq[:, :, None].expand(batch, length, length)
-        key = item_seq[:, None, :].expand(batch, length, length)
-        return self.pair_buckets(query.flatten(), key.flatten()).view(batch, length, length, -1)
-
     def pair_bias(self, query_items: Tensor, key_items: Tensor) -> Tensor:
         """The bias of item pairs in every layer and head: items [P] twice -> [P, layers * H]."""
-        n_layers, rows, n_heads = self.tables.shape
         if self.kind == "prefix":
             return self._prefix_bias(query_items, key_items)
+        n_layers, rows, n_heads = self.tables.shape
         buckets = self.pair_buckets(query_items, key_items)
         one_hot = torch.zeros(len(buckets), rows, device=buckets.device).scatter_(-1, buckets, 1.0)
         # a matrix product with the table (and its gradient another): on a CPU much faster than a gather
