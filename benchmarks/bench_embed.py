@@ -2,6 +2,11 @@
 
     python benchmarks/bench_embed.py                      # 500 Beauty titles, 300 MovieLens posters, small grid
     python benchmarks/bench_embed.py --texts 2000 --grid text:64:2:0 image:32:2:1
+    python benchmarks/bench_embed.py --device cuda --data-root DIR --text-model DIR --image-weights FILE.pt
+
+--data-root holds amazon-s3rec-asin/Beauty_item_titles.tsv and movielens-100k-mm/posters/ (default ../shared/data);
+--text-model is any sentence-transformers name or folder, --image-weights a timm tf_efficientnet_lite0 state dict
+(defaults: the packaged offline copies), for a machine where those packages are not installed.
 
 Each grid point `modality:batch_size:threads:workers` runs in a fresh process, so its peak memory (max RSS, and
 peak CUDA memory on a GPU) is its own; the time covers the embedding call only (model loading is shown apart).
@@ -50,19 +55,25 @@ def run_one(point: dict) -> dict:
     if point["modality"] == "text":
         from bbqrec.embed.text import TextEmbedConfig, embed_text, load_text_model
 
-        titles = pl.read_csv(DATA / "amazon-s3rec-asin" / "Beauty_item_titles.tsv", separator="\t", quote_char=None)
+        data = Path(point["data_root"])
+        titles = pl.read_csv(data / "amazon-s3rec-asin" / "Beauty_item_titles.tsv", separator="\t", quote_char=None)
         frame = titles.head(n).select(pl.col("s3rec_item_id").cast(pl.Int32).alias("item_id"), "title")
-        config = TextEmbedConfig(fields=["title"], batch_size=point["batch_size"], device=point["device"])
+        chosen = {"model": point["text_model"]} if point["text_model"] else {}
+        config = TextEmbedConfig(fields=["title"], batch_size=point["batch_size"], device=point["device"], **chosen)
         model = load_text_model(config.model, config.device)
         loaded = time.perf_counter()
         result = embed_text(ItemsFile(frame, {}, "bench"), config, model=model, progress_stream=open(os.devnull, "w"))
     else:
         from bbqrec.embed.image import ImageEmbedConfig, embed_image, load_image_model
 
-        posters = sorted((DATA / "movielens-100k-mm" / "posters").glob("*.jpg"), key=lambda p: int(p.stem))[:n]
+        folder = Path(point["data_root"]) / "movielens-100k-mm" / "posters"
+        posters = sorted(folder.glob("*.jpg"), key=lambda p: int(p.stem))[:n]
         frame = pl.DataFrame({"item_id": [int(p.stem) for p in posters], "image": [str(p) for p in posters]})
         frame = frame.with_columns(pl.col("item_id").cast(pl.Int32))
-        config = ImageEmbedConfig(batch_size=point["batch_size"], num_workers=point["workers"], device=point["device"])
+        chosen = {"pretrained": point["image_weights"]} if point["image_weights"] else {}
+        config = ImageEmbedConfig(
+            batch_size=point["batch_size"], num_workers=point["workers"], device=point["device"], **chosen
+        )
         model = load_image_model(config.model, config.pretrained, config.device)
         loaded = time.perf_counter()
         result = embed_image(
@@ -95,6 +106,9 @@ def main(argv=None):
     parser.add_argument("--posters", type=int, default=300, help="number of MovieLens posters")
     parser.add_argument("--grid", nargs="+", default=DEFAULT_GRID, help="modality:batch_size:threads:workers ...")
     parser.add_argument("--device", default="cpu", help="cpu, cuda or auto")
+    parser.add_argument("--data-root", default=str(DATA), help="folder with the raw datasets (default ../shared/data)")
+    parser.add_argument("--text-model", default=None, help="sentence-transformers name or folder (default: packaged)")
+    parser.add_argument("--image-weights", default=None, help="timm state dict file (default: packaged weights)")
     parser.add_argument("--json", default=None, help="also write the rows to this JSON file")
     parser.add_argument("--one", default=None, help=argparse.SUPPRESS)  # internal: run one grid point
     args = parser.parse_args(argv)
@@ -112,6 +126,9 @@ def main(argv=None):
             "workers": int(workers),
             "device": args.device,
             "items": args.texts if modality == "text" else args.posters,
+            "data_root": args.data_root,
+            "text_model": args.text_model,
+            "image_weights": args.image_weights,
         }
         child = subprocess.run(
             [sys.executable, __file__, "--one", json.dumps(point)], capture_output=True, text=True, check=True

@@ -5,6 +5,7 @@
     python benchmarks/bench_recbole.py --epochs 60 --json r.json # until early stopping, at most 60 epochs
     python benchmarks/bench_recbole.py --ours sasrec bbqrec      # also bench_train.py's variants: one table
     python benchmarks/bench_recbole.py --convert-only --work /tmp/rb   # write + check the atomic files only
+    python benchmarks/bench_recbole.py --device cuda --atomic /tmp/rb/atomic --recbole-python python3  # on a GPU
 
 Runs in the project's venv (it reads the Parquet split with polars); RecBole itself runs in its own venv
 (`benchmarks/recbole/.venv`: numpy<2, pandas<2.2) as a child process, 1 torch thread, in a scratch working
@@ -184,7 +185,9 @@ def check_conversion(data: Path, out: Path, name: str = NAME, max_len: int = 50)
     return report
 
 
-def recbole_config(out: Path, work: Path, epochs: int, stopping_step: int, name: str = NAME) -> dict:
+def recbole_config(
+    out: Path, work: Path, epochs: int, stopping_step: int, name: str = NAME, device: str = "cpu"
+) -> dict:
     return {
         "data_path": str(out),  # RecBole reads <data_path>/<dataset>/<dataset>.<split>.inter
         "dataset": name,
@@ -211,7 +214,8 @@ def recbole_config(out: Path, work: Path, epochs: int, stopping_step: int, name:
         "valid_metric": "NDCG@10",
         "seed": 0,
         "reproducibility": True,
-        "use_gpu": False,
+        "use_gpu": device == "cuda",
+        "gpu_id": "0",
         "worker": 0,
         "show_progress": False,
         "checkpoint_dir": str(work / "saved"),
@@ -365,11 +369,11 @@ def versions() -> dict:
 
 
 # ---------------------------------------------------------------- driver (project venv)
-def run_child(point: dict, threads: int) -> dict:
+def run_child(point: dict, threads: int, python: str = str(RECBOLE_PYTHON)) -> dict:
     env = {**os.environ, "TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD": "1", "PYTHONHASHSEED": "0"}
     env.update({k: str(threads) for k in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS")})
     child = subprocess.run(
-        [str(RECBOLE_PYTHON), __file__, "--one", json.dumps(point)],
+        [str(python), __file__, "--one", json.dumps(point)],
         check=False, capture_output=True, text=True, env=env, cwd=point["work"],
     )
     (Path(point["work"]) / "child.stderr").write_text(child.stderr)
@@ -433,6 +437,9 @@ def main(argv=None):
     parser.add_argument("--keep-anomaly-mode", action="store_true",
                         help="train in autograd anomaly mode, as RecBole 1.2.1 leaves it on import (~1.8x slower)")
     parser.add_argument("--convert-only", action="store_true", help="write and check the atomic files, then stop")
+    parser.add_argument("--atomic", default=None, help="atomic files written earlier (--convert-only): no conversion")
+    parser.add_argument("--device", default="cpu", choices=["cpu", "cuda"], help="RecBole's use_gpu")
+    parser.add_argument("--recbole-python", default=str(RECBOLE_PYTHON), help="the interpreter that has RecBole")
     parser.add_argument("--json", default=None, help="also write the rows (with RecBole's epoch log) here")
     parser.add_argument("--one", default=None, help=argparse.SUPPRESS)  # internal: the RecBole child
     args = parser.parse_args(argv)
@@ -443,24 +450,28 @@ def main(argv=None):
     sys.path.insert(0, str(Path(__file__).parent))
     from bench_train import beauty_data
 
-    data = beauty_data(args.data)
+    data = beauty_data(args.data) if args.ours or not args.atomic else None  # --atomic alone needs no split
     work = Path(args.work or tempfile.mkdtemp(prefix="bench-recbole-")).resolve()
     work.mkdir(parents=True, exist_ok=True)
-    counts = convert(data, work / "atomic")
-    checked = check_conversion(data, work / "atomic")
-    print(json.dumps({"converted": counts, "checked": checked}, indent=1), file=sys.stderr)
+    atomic = Path(args.atomic).resolve() if args.atomic else work / "atomic"
+    checked = None  # files from --atomic were checked when --convert-only wrote them
+    if not args.atomic:
+        counts = convert(data, atomic)
+        checked = check_conversion(data, atomic)
+        print(json.dumps({"converted": counts, "checked": checked}, indent=1), file=sys.stderr)
     if args.convert_only:
         return
-    if not RECBOLE_PYTHON.exists():
-        raise SystemExit(f"{RECBOLE_PYTHON} missing: run `make bench-recbole-venv` first")
+    python = args.recbole_python  # a path, or a command name such as python3
+    if os.sep in python and not Path(python).exists():
+        raise SystemExit(f"{python} missing: run `make bench-recbole-venv` first")
     point = {
         "work": str(work),
         "threads": args.threads,
         "anomaly_mode": args.keep_anomaly_mode,
-        "config": recbole_config(work / "atomic", work, args.epochs or 200, args.stopping_step),
+        "config": recbole_config(atomic, work, args.epochs or 200, args.stopping_step, device=args.device),
     }
     started = time.perf_counter()
-    row = run_child(point, args.threads)
+    row = run_child(point, args.threads, python)
     row["child_wall_s"] = time.perf_counter() - started
     print(f"done recbole-sasrec; RecBole's split check: {row['recbole_check']}", file=sys.stderr)
     row["variant"] += " (anomaly mode)" if row["anomaly_mode"] else ""

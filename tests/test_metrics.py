@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
+
 import polars as pl
 import pytest
 import torch
@@ -80,6 +83,17 @@ def test_recommendations_break_ties_by_item_id_and_skip_padding_and_history():
     assert excluded.schema == pl.Schema(
         {"user_id": pl.Int32, "rank": pl.Int32, "item_id": pl.Int32, "score": pl.Float32}
     )
+
+
+def test_ranking_and_training_need_faiss_only_for_the_faiss_backend(monkeypatch):
+    # a GPU machine may have torch but no faiss build: importing, training and the matmul backend must not need it
+    blocked = "import sys; sys.modules['faiss'] = None; import bbqrec.evaluation, bbqrec.training"
+    subprocess.run([sys.executable, "-c", blocked], check=True)
+    monkeypatch.setitem(sys.modules, "faiss", None)
+    data = _eval_set([[2, 1], [3]], [1, 4])
+    assert recommend(FixedScores(), data, k=2)["item_id"].to_list() == [2, 5, 2, 5]
+    with pytest.raises(ImportError):
+        recommend(FixedScores(), data, k=2, backend="faiss")
 
 
 def test_eval_set_rejects_bad_frames():

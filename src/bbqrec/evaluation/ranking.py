@@ -9,8 +9,8 @@ inner product) whose candidates are filtered the same way. Ties are broken by th
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
-import faiss
 import numpy as np
 import polars as pl
 import torch
@@ -18,6 +18,9 @@ from torch import Tensor
 
 from bbqrec.io import InputError
 from bbqrec.models.sasrec import SASRec, pad_sequences
+
+if TYPE_CHECKING:
+    import faiss
 
 BACKENDS = ("matmul", "faiss")
 
@@ -31,7 +34,7 @@ class EvalSet:
     targets: Tensor
 
     @classmethod
-    def from_frame(cls, frame: pl.DataFrame, max_len: int, source: str = "evaluation frame") -> "EvalSet":
+    def from_frame(cls, frame: pl.DataFrame, max_len: int, source: str = "evaluation frame") -> EvalSet:
         """From a valid/test frame (user_id, history list, target); histories cut to their last max_len."""
         missing = {"user_id", "history", "target"} - set(frame.columns)
         if missing:
@@ -104,6 +107,8 @@ def recommend(
     device = next(model.parameters()).device
     index = None
     if backend == "faiss":
+        import faiss  # only this backend needs it (a GPU machine may have torch but no faiss build)
+
         faiss.omp_set_num_threads(torch.get_num_threads())  # the stage's thread budget, not every core
         vectors = model.item_vectors()[1:].float().cpu().numpy()  # items 1..N; padding never indexed
         index = faiss.IndexFlatIP(vectors.shape[1])
