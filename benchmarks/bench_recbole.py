@@ -373,7 +373,7 @@ def run_child(point: dict, threads: int, python: str = str(RECBOLE_PYTHON)) -> d
     env = {**os.environ, "TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD": "1", "PYTHONHASHSEED": "0"}
     env.update({k: str(threads) for k in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS")})
     child = subprocess.run(
-        [str(python), __file__, "--one", json.dumps(point)],
+        [python, __file__, "--one", json.dumps(point)],
         check=False, capture_output=True, text=True, env=env, cwd=point["work"],
     )
     (Path(point["work"]) / "child.stderr").write_text(child.stderr)

@@ -92,7 +92,7 @@ def test_ranking_and_training_need_faiss_only_for_the_faiss_backend(monkeypatch)
     monkeypatch.setitem(sys.modules, "faiss", None)
     data = _eval_set([[2, 1], [3]], [1, 4])
     assert recommend(FixedScores(), data, k=2)["item_id"].to_list() == [2, 5, 2, 5]
-    with pytest.raises(ImportError):
+    with pytest.raises(InputError, match="recommend_backend: 'faiss' needs the faiss package"):
         recommend(FixedScores(), data, k=2, backend="faiss")
 
 

@@ -107,8 +107,13 @@ def recommend(
     device = next(model.parameters()).device
     index = None
     if backend == "faiss":
-        import faiss  # only this backend needs it (a GPU machine may have torch but no faiss build)
-
+        try:  # only this backend needs faiss (a GPU machine may have torch but no faiss build)
+            import faiss
+        except ImportError as error:
+            raise InputError(
+                "config key recommend_backend: 'faiss' needs the faiss package (faiss-cpu, or faiss-gpu with CUDA); "
+                "install it or use 'matmul' (the same recommendations)"
+            ) from error
         faiss.omp_set_num_threads(torch.get_num_threads())  # the stage's thread budget, not every core
         vectors = model.item_vectors()[1:].float().cpu().numpy()  # items 1..N; padding never indexed
         index = faiss.IndexFlatIP(vectors.shape[1])
