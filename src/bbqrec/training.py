@@ -62,6 +62,9 @@ class TrainConfig:
     training_rows: str = "sequence"  # "sequence": one row per user, a target at every position; "prefix": one per prefix
     max_epochs: int = 200
     patience: int = 10
+    # learning rate times lr_decay_factor after every lr_decay_patience epochs without a new best (0: constant)
+    lr_decay_patience: int = 0
+    lr_decay_factor: float = 0.5
     # evaluation
     ks: tuple[int, ...] = (5, 10, 20)
     eval_batch_size: int = 256  # users per evaluation batch: on a CPU 256 runs faster than 1024 (cache; README)
@@ -389,13 +392,17 @@ def fit(
             best_weights = copy.deepcopy(model.state_dict())
         else:
             state["bad_epochs"] += 1
+        lr = optimizer.param_groups[0]["lr"]  # this epoch's; a decay below applies from the next
+        if config.lr_decay_patience and state["bad_epochs"] and state["bad_epochs"] % config.lr_decay_patience == 0:
+            for group in optimizer.param_groups:  # saved with the optimizer: a resumed run keeps it
+                group["lr"] *= config.lr_decay_factor
         row = {
             "epoch": state["epoch"],
             "loss": loss,
             **{f"valid_{name.replace('@', '_')}": value for name, value in metrics.items()},
             "seconds": trained - started,
             "valid_seconds": time.perf_counter() - trained,
-            "lr": optimizer.param_groups[0]["lr"],
+            "lr": lr,
         }
         state["log"].append(row)
         if checkpoint_path is not None:
