@@ -367,6 +367,9 @@ def fit(
     }
     if world > 1:  # split batches and per-rank draws: another run (no key for one process: older checkpoints resume)
         run["processes"] = world
+    if not config.lr_decay_patience:  # a constant rate: the run of a checkpoint written before the decay options
+        for key in ("lr_decay_patience", "lr_decay_factor"):
+            del run["config"][key]
     saved = None
     if checkpoint_path is not None and Path(checkpoint_path).exists():
         saved = torch.load(checkpoint_path, map_location="cpu", weights_only=True)
