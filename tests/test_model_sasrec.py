@@ -3,14 +3,17 @@
 from __future__ import annotations
 
 import json
+from unittest.mock import patch
 
 import polars as pl
 import pytest
 import torch
+import torch.nn.functional as F
 
 from bbqrec.models import ModelConfig, SASRec, pad_sequences
 from bbqrec.models.layers import MASKED, allowed_pairs, attention_bias
-from bbqrec.models import similarity
+from bbqrec.models.losses import full_softmax_cross_entropy
+from bbqrec.models import losses, sasrec, similarity
 from bbqrec.models.similarity import SimilarityBias, cosine_bucket
 from bbqrec.training import TrainingSequences, pack_rows
 
@@ -239,3 +242,39 @@ def test_checkpoint_round_trip_rebuilds_the_same_model(beauty, attribute_codes, 
     rebuilt = SASRec.from_checkpoint(model.checkpoint()).eval()
     with torch.no_grad():
         assert torch.equal(model.score(histories), rebuilt.score(histories))
+
+
+def test_full_softmax_cross_entropy_by_hand():
+    hidden = torch.tensor([[1.0, 0.0], [0.0, 2.0]], requires_grad=True)
+    weight = torch.tensor([[1.0, 0.0], [0.0, 1.0], [0.0, 0.0]], requires_grad=True)
+    loss = full_softmax_cross_entropy(hidden, weight, torch.tensor([0, 2]))
+    # logits [1, 0, 0] -> -log(e / (e + 2)); logits [0, 2, 0] -> -log(1 / (e^2 + 2)); mean of the two
+    e = torch.e
+    expected = (-torch.log(torch.tensor(e / (e + 2))) - torch.log(torch.tensor(1 / (e**2 + 2)))) / 2
+    assert loss.item() == pytest.approx(expected.item(), abs=1e-6)
+    (loss * 3).backward()  # a scaled loss, as train_epoch weighs it
+    # d/d hidden_0 = 3/2 * (softmax - onehot) @ weight; softmax of row 0 = [e, 1, 1] / (e + 2)
+    assert hidden.grad[0].tolist() == pytest.approx([1.5 * (e / (e + 2) - 1), 1.5 / (e + 2)], abs=1e-6)
+
+
+def test_chunked_cross_entropy_gives_the_plain_loss_and_gradients(prepared, beauty):
+    """The model's CPU loss (blocks of CHUNK positions) against F.cross_entropy of the whole logits, on real
+    Beauty rows: 600 users, more targets than one block and not a multiple of it; a weighted backward."""
+    _, n_items, _ = beauty
+    data = TrainingSequences.from_frame(pl.read_parquet(prepared("beauty") / "train.parquet").head(600), 50)
+    assert int((data.targets != 0).sum()) % losses.CHUNK != 0 and int((data.targets != 0).sum()) > 2 * losses.CHUNK
+    model = _model(n_items).eval()  # no dropout: both passes see the same hidden states
+    grads = []
+    for loss_fn in (losses.full_softmax_cross_entropy, lambda h, w, t: F.cross_entropy(h @ w.T, t)):
+        model.zero_grad()
+        with patch.object(sasrec, "full_softmax_cross_entropy", loss_fn):
+            loss = model.loss(data.inputs, data.targets)
+        (loss * 0.7).backward()
+        grads.append((loss.detach(), [p.grad.clone() for p in model.parameters() if p.grad is not None]))
+    (chunked, chunked_grads), (plain, plain_grads) = grads
+    assert chunked.item() == pytest.approx(plain.item(), rel=1e-6)
+    assert len(chunked_grads) == len(plain_grads) > 0
+    for a, b in zip(chunked_grads, plain_grads):
+        assert torch.allclose(a, b, rtol=1e-4, atol=1e-7)
+    with torch.no_grad():  # no gradient wanted: the loss alone, the same value
+        assert model.loss(data.inputs, data.targets).item() == pytest.approx(chunked.item(), rel=1e-6)

@@ -18,6 +18,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from bbqrec.models.layers import TransformerBlock, allowed_pairs, attention_bias
+from bbqrec.models.losses import full_softmax_cross_entropy
 from bbqrec.models.similarity import SimilarityBias
 
 LOSSES = ("ce", "bce")
@@ -169,8 +170,7 @@ class SASRec(nn.Module):
         target = targets[has_target]  # [P]
         vectors = self.item_vectors()  # [N+1, D]
         if self.config.loss == "ce":
-            logits = hidden @ vectors[1:].T  # [P, N]; padding is never a class
-            return F.cross_entropy(logits, target - 1)
+            return full_softmax_cross_entropy(hidden, vectors[1:], target - 1)  # padding is never a class
         offset = torch.randint(1, self.config.n_items, target.shape, generator=generator)
         negative = (target.cpu() - 1 + offset) % self.config.n_items + 1  # any item but the target
         positive_logit = (hidden * vectors[target]).sum(-1)
