@@ -94,13 +94,14 @@ class Killed(Exception):
     pass
 
 
-# lr 0.1 overshoots on 250 users: the validation NDCG@10 stalls at epochs 3-4 (seed 0) and 4 (seed 3)
+# lr 0.1 overshoots on 250 users: the validation NDCG@10 stalls within a few epochs
 DECAY = {"lr": 0.1, "lr_decay_factor": 0.5}
 
 
 @pytest.mark.parametrize(
     "variant, options, killed_after",
-    [("sasrec", {}, 1), ("sasrec-bce", {}, 1), ("sasrec", {**DECAY, "lr_decay_patience": 1, "max_epochs": 6}, 5)],
+    # None: killed after the first epoch that decayed the rate (read off the uninterrupted run)
+    [("sasrec", {}, 1), ("sasrec-bce", {}, 1), ("sasrec", {**DECAY, "lr_decay_patience": 1, "max_epochs": 8}, None)],
 )
 def test_resumed_run_ends_exactly_like_an_uninterrupted_one(beauty_slice, tmp_path, variant, options, killed_after):
     train, valid, n_items = beauty_slice
@@ -112,6 +113,10 @@ def test_resumed_run_ends_exactly_like_an_uninterrupted_one(beauty_slice, tmp_pa
         return model, fit(model, train, valid, config, seed=3, checkpoint_path=checkpoint, on_epoch=on_epoch)
 
     straight_model, straight = run(tmp_path / "straight.pt")
+    if killed_after is None:  # the rate logged for epoch e + 1 is the decayed one: the decay happened after epoch e
+        decayed = straight.log.filter(pl.col("lr") < config.lr)["epoch"]
+        assert len(decayed) > 0 and decayed[0] <= config.max_epochs - 1, "the rate never decayed before the last epoch"
+        killed_after = decayed[0] - 1
 
     def kill(row):
         if row["epoch"] == killed_after:
@@ -123,7 +128,7 @@ def test_resumed_run_ends_exactly_like_an_uninterrupted_one(beauty_slice, tmp_pa
 
     assert straight.log.height == resumed.log.height == config.max_epochs
     if config.lr_decay_patience:  # the learning rate decayed before the kill comes back from the checkpoint
-        assert straight.log["lr"][killed_after] < config.lr
+        assert straight.log["lr"][killed_after] < config.lr == straight.log["lr"][killed_after - 1]
     timing = ["seconds", "valid_seconds"]
     assert straight.log.drop(timing).equals(resumed.log.drop(timing))
     assert (straight.best_epoch, straight.best_metric) == (resumed.best_epoch, resumed.best_metric)
@@ -158,11 +163,12 @@ def test_learning_rate_decays_after_every_lr_decay_patience_epochs_without_a_new
         lr *= 0.5 if bad and bad % 2 == 0 else 1.0
     assert log["lr"].to_list() == pytest.approx(expected, rel=1e-12)
     assert min(expected) < 0.1  # the curve did stall twice in a row: the decay was exercised
-    constant = TrainConfig.from_dict({**SMALL, "lr": 0.1, "max_epochs": 5})  # lr_decay_patience 0: no decay
+    constant = TrainConfig.from_dict({**SMALL, "lr": 0.1, "max_epochs": 7})  # lr_decay_patience 0: no decay
     seed_everything(0)
     constant_log = fit(build_model("sasrec", constant, n_items), train, valid, constant, seed=0).log
-    assert constant_log["lr"].to_list() == [0.1] * 5
-    assert constant_log["valid_ndcg_10"][4] <= constant_log["valid_ndcg_10"][1]  # it stalled there as well
+    assert constant_log["lr"].to_list() == [0.1] * 7
+    curve = constant_log["valid_ndcg_10"].to_list()
+    assert any(ndcg <= max(curve[:epoch]) for epoch, ndcg in enumerate(curve[1:], 1))  # it stalled there as well
 
 
 def test_a_checkpoint_of_another_run_is_not_resumed(beauty_slice, tmp_path):
