@@ -73,6 +73,36 @@ def test_every_stage_writes_its_artifacts(finished_run):
     assert metrics.filter(pl.col("split") == "test").height == 6  # recall/ndcg at 5, 10, 20
 
 
+def test_similarity_bias_export_holds_the_trained_tables_and_checks_the_codes(finished_run, tmp_path):
+    import torch
+
+    results = finished_run / "results" / "gift-cards"
+    run = results / "train" / "bbqrec" / "seed0"
+    table = pl.read_parquet(run / "similarity_bias.parquet")
+    tables = torch.load(run / "model.pt", weights_only=True)["state_dict"]["similarity.tables"]
+    # 2 streams (text, behaviour) -> 4 stream pairs; 2 layers x 2 heads; prefix 0..2 and "same item"
+    assert set(table["query_stream"]) == set(table["key_stream"]) == {"text", "behavior"}
+    assert table.height == tables.numel() == 4 * 2 * 2 * 4
+    assert sorted(table["bias"].to_list()) == pytest.approx(sorted(tables.flatten().tolist()))
+    assert table["bias"].abs().max() > 0  # trained: not the zero tables it started from
+    assert (results / "report" / "bbqrec" / "seed0" / "similarity_bias.svg").stat().st_size > 10_000
+
+    export = [sys.executable, str(REPO / "workflow" / "scripts" / "export_similarity_bias.py")]
+    env = {**os.environ, "PYTHONPATH": str(REPO / "src")}
+    sids = pl.read_parquet(results / "sids" / "bbq" / "semantic_ids.parquet")
+    other = tmp_path / "other_sids.parquet"
+    sids.with_columns((pl.col("c1") + 1) % 16).write_parquet(other)  # another tokenizer's codes
+    for model, sids_path, message in (
+        (run / "model.pt", other, "not the semantic IDs"),
+        (results / "train" / "sasrec" / "seed0" / "model.pt", results / "sids" / "bbq" / "semantic_ids.parquet",
+         "variant 'sasrec' has no similarity bias"),
+    ):
+        result = subprocess.run([*export, "--model", str(model), "--sids", str(sids_path), "--out",
+                                 str(tmp_path / "bias.parquet")], capture_output=True, text=True, env=env)
+        assert result.returncode != 0 and message in result.stderr, result.stderr
+    assert not (tmp_path / "bias.parquet").exists()
+
+
 def test_rerun_with_unchanged_inputs_does_nothing(finished_run):
     result = snakemake(finished_run, "-n", "--cores", "1")
     assert result.returncode == 0, result.stdout + result.stderr
@@ -125,7 +155,8 @@ def test_dataset_file_edits_rerun_only_the_stages_they_configure(finished_run):
     finally:
         dataset_file.write_text(original)
     assert planned["bbqrec inputs"] == {
-        "train", "evaluate", "compare", "plot_training_curves", "report_comparison", "all"
+        "train", "evaluate", "compare", "plot_training_curves", "report_comparison", "all",
+        "export_similarity_bias", "plot_similarity_bias",
     }
     assert {"behavior_embed", "quantize", "train"} <= planned["every model"]
     assert "prepare_data" not in planned["every model"]
@@ -137,7 +168,7 @@ def test_report_is_one_html_file_with_every_view(finished_run):
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     report = (finished_run / "report.html").read_text()
     for view in ("dataset_stats.html", "sid_quality.svg", "tokenizer_log.svg", "training_curves.svg",
-                 "comparison.html", "comparison.svg"):
+                 "similarity_bias.svg", "comparison.html", "comparison.svg"):
         assert view in report, view
     for category in ("1. Data", "2. Semantic IDs", "3. Training", "4. Comparison"):
         assert category in report, category

@@ -165,6 +165,39 @@ def test_fast_buckets_and_bias_equal_the_reference_on_real_codes(beauty, attribu
     assert torch.allclose(causal, torch.where(allowed[:, None], summed, MASKED), atol=1e-5)
 
 
+@pytest.mark.parametrize("kind", ["prefix", "equal_levels", "cosine"])
+def test_exported_bias_table_gives_the_bias_of_every_position_pair(beauty, attribute_codes, kind):
+    # table_frame's rows, looked up by (query stream, key stream, layer, head, bucket) and summed over the stream
+    # pairs of each position pair, rebuild exactly the bias the layer adds to attention in every layer and head.
+    _, _, histories = beauty
+    histories = histories[:40]
+    vectors = attribute_codes.float().clamp(min=0)  # [N+1, M=2, 3]: frozen vectors for the cosine buckets
+    bias = SimilarityBias(kind, n_layers=2, n_heads=2, item_codes=attribute_codes, item_vectors=vectors)
+    torch.nn.init.normal_(bias.tables)
+    streams = ["text", "image"]
+    frame = bias.table_frame(streams)
+    assert frame.columns == ["query_stream", "key_stream", "layer", "head", "bucket", "bucket_label", "bias"]
+    assert frame.height == 2 * 2 * 2 * 2 * bias.n_buckets  # stream pairs x layers x heads x buckets
+    table = torch.zeros(2, 2, 2, 2, bias.n_buckets)  # [m, n, layer, head, bucket] from the rows alone
+    for query, key, layer, head, bucket, _, value in frame.iter_rows():
+        table[streams.index(query), streams.index(key), layer, head, bucket] = value
+    buckets = position_buckets(bias, histories) % bias.n_buckets  # [B, L, L, M*M]
+    query_stream, key_stream = torch.arange(4) // 2, torch.arange(4) % 2
+    entries = table[query_stream, key_stream][:, :, :, buckets]  # [M*M, layers, H, B, L, L, M*M]
+    pair = torch.arange(4)
+    expected = entries[pair, :, :, :, :, :, pair].sum(dim=0)  # each stream pair's own bucket: [layers, H, B, L, L]
+    every_pair = torch.ones(len(histories), 50, 50, dtype=torch.bool)
+    with torch.no_grad():
+        actual = bias(histories, every_pair)  # [layers, B, H, L, L]
+    assert torch.allclose(actual, expected.transpose(1, 2), atol=1e-5)
+    labels = frame.select("bucket", "bucket_label").unique().sort("bucket")["bucket_label"].to_list()
+    assert labels == bias.bucket_labels() and labels[-1] == "same item"
+    assert labels[0] == {"prefix": "shared prefix 0", "equal_levels": "equal levels 0",
+                         "cosine": "cosine -1.00 to -0.75"}[kind]
+    with pytest.raises(ValueError, match="1 stream names for 2 streams"):
+        bias.table_frame(["text"])
+
+
 def test_cosine_buckets_by_hand():
     query = torch.tensor([[[1.0, 0.0]]]).expand(4, 1, 2)  # [P=4, M=1, d=2]
     key = torch.tensor([[[1.0, 0.0]], [[0.0, 1.0]], [[-1.0, 0.0]], [[0.6, 0.8]]])

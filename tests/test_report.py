@@ -24,7 +24,7 @@ from bbqrec.report.tables import baseline_columns, comparison_html, dataset_stat
 REPO = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent
 REPORT_RULES = ("report_dataset_stats", "plot_sid_quality", "plot_tokenizer_log", "plot_training_curves",
-                "report_comparison")
+                "plot_similarity_bias", "report_comparison")
 
 
 def run_script(name: str, *args: str) -> None:
@@ -66,6 +66,25 @@ def test_training_curves_script_draws_every_variant_and_seed_deterministically(t
     first = out.read_bytes()
     run_script("plot_training_curves.py", *args, str(out))
     assert out.read_bytes() == first  # no date or random ids: an unchanged input gives an identical file
+
+
+def test_similarity_bias_script_draws_every_stream_pair_deterministically(tmp_path):
+    import torch
+
+    from bbqrec.models.similarity import SimilarityBias
+
+    codes = torch.randint(0, 4, (30, 3, 3), generator=torch.Generator().manual_seed(0))  # 3 streams, 3 levels
+    bias = SimilarityBias("prefix", n_layers=2, n_heads=2, item_codes=codes)
+    torch.nn.init.normal_(bias.tables, generator=torch.Generator().manual_seed(1))
+    table = tmp_path / "similarity_bias.parquet"
+    bias.table_frame(["text", "image", "behavior"]).write_parquet(table)
+    out = tmp_path / "bias.svg"
+    run_script("plot_similarity_bias.py", "--table", str(table), "--title", "d, bbqrec, seed 0", "--out", str(out))
+    assert_svg(out)
+    first = out.read_bytes()
+    assert first.count(b'id="axes_') == 9  # a panel per (query, key) stream pair
+    run_script("plot_similarity_bias.py", "--table", str(table), "--title", "d, bbqrec, seed 0", "--out", str(out))
+    assert out.read_bytes() == first
 
 
 def test_tokenizer_log_panels_group_known_columns_and_keep_new_ones(tmp_path):

@@ -175,6 +175,11 @@ def get_report_outputs():
             for view in ("sid_quality", "tokenizer_log")
         ],
         *expand("results/{dataset}/report/training_curves.svg", dataset=DATASETS),
+        *[
+            f"results/{d}/report/{v}/seed{s}/similarity_bias.svg"
+            for d, v, s in get_runs()
+            if get_variant(v).similarity is not None
+        ],
         "results/comparison.html",
         "results/comparison.svg",
     ]
@@ -314,6 +319,12 @@ def get_train_input_args(wildcards, input):
         for name in ("sids", "text", "image")
         if name in input.keys()
     )
+
+
+def get_similarity_bias_sids(wildcards):
+    """The semantic IDs a variant with a similarity bias was trained on (stream names, and a check of its codes)."""
+    tokenizer = get_variant(wildcards.variant).tokenizer
+    return f"results/{wildcards.dataset}/sids/{tokenizer}/semantic_ids.parquet"
 
 
 def get_train_logs(wildcards):

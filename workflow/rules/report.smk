@@ -108,6 +108,37 @@ rule plot_training_curves:
         " --title {wildcards.dataset} --out {output} > {log} 2>&1"
 
 
+rule plot_similarity_bias:
+    input:
+        table="results/{dataset}/train/{variant}/seed{seed}/similarity_bias.parquet",
+    output:
+        report(
+            "results/{dataset}/report/{variant}/seed{seed}/similarity_bias.svg",
+            caption="../report/similarity_bias.rst",
+            category="3. Training",
+            subcategory="{dataset}",
+            labels={
+                "view": "attention bias",
+                "variant": "{variant}",
+                "seed": "{seed}",
+            },
+        ),
+    log:
+        "logs/plot_similarity_bias/{dataset}.{variant}.seed{seed}.log",
+    conda:
+        "../../envs/report.yaml"
+    threads: 1
+    resources:
+        mem_mb=1000,
+        runtime=5,
+    params:
+        script=script("plot_similarity_bias.py"),
+        title="{dataset}, {variant}, seed {seed}",
+    shell:
+        "{params.script} --table {input.table} --title {params.title:q}"
+        " --out {output} > {log} 2>&1"
+
+
 rule report_comparison:
     input:
         table="results/comparison.parquet",

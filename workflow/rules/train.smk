@@ -59,6 +59,26 @@ rule evaluate:
         " > {log} 2>&1"
 
 
+rule export_similarity_bias:
+    input:
+        model="results/{dataset}/train/{variant}/seed{seed}/model.pt",
+        sids=get_similarity_bias_sids,
+    output:
+        "results/{dataset}/train/{variant}/seed{seed}/similarity_bias.parquet",  # plotted by report.smk
+    log:
+        "logs/export_similarity_bias/{dataset}.{variant}.seed{seed}.log",
+    conda:
+        "../../envs/model.yaml"
+    threads: 1
+    resources:
+        mem_mb=2000,
+        runtime=5,
+    params:
+        script=script("export_similarity_bias.py"),
+    shell:
+        "{params.script} --model {input.model} --sids {input.sids} --out {output} > {log} 2>&1"
+
+
 rule compare:
     input:
         metrics=get_eval_outputs(),

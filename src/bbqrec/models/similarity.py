@@ -10,6 +10,9 @@ the table learns similarity between different items rather than "attend less to 
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
+import polars as pl
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
@@ -73,6 +76,42 @@ class SimilarityBias(nn.Module):
         self.n_buckets = similar_buckets + 1
         n_pairs = self.n_streams**2
         self.tables = nn.Parameter(torch.zeros(n_layers, n_pairs * self.n_buckets, n_heads))
+
+    def bucket_labels(self) -> list[str]:
+        """A stream pair's buckets by name, in table order; the last is the same-item bucket."""
+        if self.kind == "cosine":
+            edges = [-1 + 2 * b / self.cosine_buckets for b in range(self.cosine_buckets + 1)]
+            similar = [f"cosine {low:+.2f} to {high:+.2f}" for low, high in zip(edges, edges[1:])]
+        else:
+            word = "shared prefix" if self.kind == "prefix" else "equal levels"
+            similar = [f"{word} {s}" for s in range(self.n_levels + 1)]
+        return [*similar, "same item"]
+
+    def table_frame(self, streams: Sequence[str]) -> pl.DataFrame:
+        """The learned tables, one row per entry: query_stream (of the attending position's item), key_stream,
+        layer, head, bucket, bucket_label, bias. `streams` names the M streams in code order."""
+        if len(streams) != self.n_streams:
+            raise ValueError(f"{len(streams)} stream names for {self.n_streams} streams")
+        n_layers, _, n_heads = self.tables.shape
+        labels = self.bucket_labels()
+        tables = self.tables.detach().float().cpu()
+        # rows in reading order: stream pair, layer, head, bucket
+        values = tables.view(n_layers, self.n_streams, self.n_streams, self.n_buckets, n_heads).permute(1, 2, 0, 4, 3)
+        query, key, layer, head, bucket = (
+            index.flatten().tolist() for index in torch.meshgrid(*map(torch.arange, values.shape), indexing="ij")
+        )
+        return pl.DataFrame(
+            {
+                "query_stream": [streams[m] for m in query],
+                "key_stream": [streams[n] for n in key],
+                "layer": layer,
+                "head": head,
+                "bucket": bucket,
+                "bucket_label": [labels[b] for b in bucket],
+                "bias": values.flatten().tolist(),
+            },
+            schema_overrides={"layer": pl.Int32, "head": pl.Int32, "bucket": pl.Int32, "bias": pl.Float32},
+        )
 
     def pair_buckets(self, query_items: Tensor, key_items: Tensor) -> Tensor:
         """Row indices into a layer's table of item pairs, one per stream pair: items [P] twice -> [P, M*M]."""

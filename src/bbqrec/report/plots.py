@@ -305,3 +305,40 @@ def plot_comparison(
         handles = [Line2D([], [], color=colors[v], linewidth=6, label=v) for v in variants]
         fig.legend(handles=handles, loc="outside lower center", ncols=min(len(variants), 8))
         save_svg(fig, path)
+
+
+def plot_similarity_bias(table: pl.DataFrame, path: str | Path, title: str = "") -> None:
+    """The learned attention bias of one model (`SimilarityBias.table_frame`): a panel per stream pair, the bias
+    of each similarity bucket, one line per layer (colour) and head (line style)."""
+    if table.is_empty():
+        raise InputError(f"{title or 'similarity bias'}: empty bias table")
+    pairs = table.select("query_stream", "key_stream").unique(maintain_order=True).rows()
+    labels = table.select("bucket", "bucket_label").unique().sort("bucket")["bucket_label"].to_list()
+    layers, heads = sorted(table["layer"].unique()), sorted(table["head"].unique())
+    streams = list(dict.fromkeys(stream for pair in pairs for stream in pair))
+    n_cols = len(streams) if len(pairs) == len(streams) ** 2 else min(len(pairs), 3)
+    n_rows = math.ceil(len(pairs) / n_cols)
+    with rc_context(STYLE):
+        fig = Figure(figsize=(3.6 * n_cols + 0.6, 2.9 * n_rows + 1.0), layout="constrained")
+        axes = fig.subplots(n_rows, n_cols, sharex=True, sharey=True, squeeze=False).flatten()
+        for ax, (query, key) in zip(axes, pairs):
+            rows = table.filter((pl.col("query_stream") == query) & (pl.col("key_stream") == key))
+            for layer in layers:
+                for head in heads:
+                    line = rows.filter((pl.col("layer") == layer) & (pl.col("head") == head)).sort("bucket")
+                    ax.plot(line["bucket"].to_list(), line["bias"].to_list(), marker="o", markersize=3,
+                            color=PALETTE[layer % len(PALETTE)], linestyle=SEED_STYLES[head % len(SEED_STYLES)])
+            ax.axhline(0, color="0.5", linewidth=0.8)
+            ax.set_title(f"{STREAM_NAMES.get(query, query)} → {STREAM_NAMES.get(key, key)}")
+            ax.set_xticks(range(len(labels)), labels, rotation=35, ha="right", fontsize=8)
+        for ax in axes[len(pairs):]:
+            ax.set_visible(False)
+        for ax in axes[::n_cols]:
+            ax.set_ylabel("bias on the attention logit")
+        handles = [Line2D([], [], color=PALETTE[layer % len(PALETTE)], label=f"layer {layer + 1}") for layer in layers]
+        handles += [Line2D([], [], color="0.3", linestyle=SEED_STYLES[head % len(SEED_STYLES)], label=f"head {head + 1}")
+                    for head in heads]
+        fig.legend(handles=handles, loc="outside lower center", ncols=len(handles))
+        fig.suptitle(f"{title} — attention bias by similarity (query item's stream → key item's)".strip(" —"),
+                     fontweight="bold")
+        save_svg(fig, path)
