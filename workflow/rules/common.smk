@@ -323,8 +323,7 @@ def get_train_input_args(wildcards, input):
 
 def get_similarity_bias_sids(wildcards):
     """The semantic IDs a variant with a similarity bias was trained on (stream names, and a check of its codes)."""
-    tokenizer = get_variant(wildcards.variant).tokenizer
-    return f"results/{wildcards.dataset}/sids/{tokenizer}/semantic_ids.parquet"
+    return get_train_inputs(wildcards)["sids"]
 
 
 def get_train_logs(wildcards):
