@@ -3,29 +3,12 @@ their training runs (every dataset x variant x seed; the main variants plus the 
 
 from __future__ import annotations
 
-import os
-import re
-import subprocess
-import sys
-from pathlib import Path
-
 import yaml
 from snakemake.utils import validate
+from workflow_runs import REPO, dry_run, job_counts
 
-REPO = Path(__file__).resolve().parents[1]
-BIN = Path(sys.executable).parent
 BENCHMARK = REPO / "config" / "benchmark.yaml"
 COMPARISON = REPO / "config" / "comparison.yaml"
-
-
-def job_counts(output: str) -> dict[str, int]:
-    """Rule -> job count from the `Job stats` table of a dry run."""
-    counts = {}
-    for line in output.split("Job stats:")[-1].splitlines():
-        match = re.fullmatch(r"(\w+)\s+(\d+)", line.strip())
-        if match:
-            counts[match.group(1)] = int(match.group(2))
-    return counts
 
 
 def test_benchmark_config_is_valid_and_names_the_four_datasets_every_variant_three_seeds():
@@ -37,15 +20,6 @@ def test_benchmark_config_is_valid_and_names_the_four_datasets_every_variant_thr
 
     assert sorted(config["train"]["variants"]) == sorted(VARIANTS)
     assert config["train"]["seeds"] == [0, 1, 2]
-
-
-def dry_run(*args: str) -> subprocess.CompletedProcess:
-    """A dry run of every job; stdout lists each job (its output paths) and ends with the job stats."""
-    return subprocess.run(
-        [str(BIN / "snakemake"), "-n", "--cores", "1", "--forceall", *args],
-        cwd=REPO, capture_output=True, text=True, timeout=300,
-        env={**os.environ, "PATH": f"{BIN}{os.pathsep}{os.environ['PATH']}"},
-    )
 
 
 def test_benchmark_dry_run_plans_one_training_run_per_dataset_variant_and_seed():

@@ -13,37 +13,16 @@ import re
 import shutil
 import signal
 import subprocess
-import sys
 import time
 from pathlib import Path
 
 import polars as pl
 import pytest
+from workflow_runs import BASIC_CONFIG, BASIC_CONFIG_JOBS, BIN, REPO
 
-REPO = Path(__file__).resolve().parents[1]
-BIN = Path(sys.executable).parent
-CONFIG = ".test/config_basic/config.yaml"
 WORKFLOW_FILES = ("Snakefile", "config", "workflow", "src", "profiles", ".test", "envs")
 # SIGINT, not SIGTERM: a snakemake waiting on jobs ignores SIGTERM.
 TIMEOUT = ("timeout", "-s", "INT", "-k", "60", "900")
-# The jobs of .test/config_basic (gift-cards, 2 text shards, variants sasrec + bbqrec, seed 0); `all` runs locally.
-EXPECTED_JOBS = {
-    "prepare_data": 1,
-    "embed_text": 2,
-    "gather_embeddings": 1,
-    "behavior_embed": 1,
-    "quantize": 1,
-    "assign_sids": 1,
-    "train": 2,
-    "evaluate": 2,
-    "compare": 1,
-    # the report's figures and tables (workflow/rules/report.smk)
-    "report_dataset_stats": 1,
-    "plot_sid_quality": 1,
-    "plot_tokenizer_log": 1,
-    "plot_training_curves": 1,
-    "report_comparison": 1,
-}
 
 
 def _succeeds(*command: str) -> bool:
@@ -109,7 +88,7 @@ def start_snakemake(workdir: Path, data_root: Path, *args: str) -> subprocess.Po
         "--workflow-profile",
         "none",
         "--configfile",
-        CONFIG,
+        BASIC_CONFIG,
         "--config",
         f"data_root={data_root}",
         *args,
@@ -167,7 +146,7 @@ def test_slurm_run_matches_local_run(slurm_cluster, tmp_path, shared_data):
     run_id = re.search(r"SLURM run ID: (\S+)", slurm_output).group(1)
     submitted = dict(re.findall(r"submitted with SLURM jobid (\d+) \(log: \S*/slurm_logs/rule_(\w+)/", slurm_output))
     rules = sorted(submitted.values())
-    assert {rule: rules.count(rule) for rule in rules} == EXPECTED_JOBS
+    assert {rule: rules.count(rule) for rule in rules} == BASIC_CONFIG_JOBS
     jobs = sacct_jobs(run_id, since)
     assert jobs.keys() == submitted.keys()
     assert {job["State"] for job in jobs.values()} == {"COMPLETED"}

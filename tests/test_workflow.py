@@ -1,32 +1,29 @@
 """The workflow itself: config validation at start, lint and formatting, the planned DAG."""
 
-import os
 import subprocess
-import sys
-from pathlib import Path
+
+from workflow_runs import BASIC_CONFIG, BASIC_CONFIG_JOBS, BIN, REPO, dry_run, job_counts, snakemake
 
 
-REPO = Path(__file__).resolve().parents[1]
-BIN = Path(sys.executable).parent
-
-
-def snakemake(*args, cwd=REPO, timeout=300):
-    return subprocess.run(
-        [str(BIN / "snakemake"), *args],
-        cwd=cwd,
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-        env={**os.environ, "PATH": f"{BIN}{os.pathsep}{os.environ['PATH']}"},
-    )
-
-
-def test_dry_run_plans_every_stage_for_the_default_datasets():
-    result = snakemake("-n", "--cores", "1", "--forceall", "--quiet", "rules")
+def test_dry_run_of_the_default_config_plans_every_stage_of_the_workflow():
+    rules = snakemake("--list-rules")
+    assert rules.returncode == 0, rules.stderr
+    # `download` runs only where ../shared/data lacks a dataset (rules/data.smk)
+    every_rule = set(rules.stdout.split()) - {"download"}
+    result = dry_run("--quiet", "rules")
     assert result.returncode == 0, result.stderr
-    planned = result.stdout + result.stderr
-    for rule in ("prepare_data",):
-        assert rule in planned, planned
+    counts = job_counts(result.stdout)
+    # the default datasets have text and images, so every stage (embed_image included) has a job
+    assert set(counts) - {"total"} == every_rule
+    assert counts["all"] == 1 and counts["prepare_data"] >= 1
+
+
+def test_dry_run_of_the_basic_test_config_plans_the_jobs_the_slurm_test_expects(shared_data):
+    result = dry_run("--configfile", BASIC_CONFIG, "--config", f"data_root={shared_data}")
+    assert result.returncode == 0, result.stdout + result.stderr
+    counts = job_counts(result.stdout)
+    assert counts.pop("all") == 1 and counts.pop("total") == sum(BASIC_CONFIG_JOBS.values()) + 1
+    assert counts == BASIC_CONFIG_JOBS
 
 
 def test_unknown_config_key_is_an_error_naming_the_key():
