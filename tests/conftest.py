@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+from workflow_runs import dry_run, job_counts
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 SHARED_DATA = REPO_ROOT.parent / "shared" / "data"
@@ -21,6 +22,14 @@ def shared_data() -> Path:
     if not SHARED_DATA.is_dir():
         pytest.skip(f"real data not found at {SHARED_DATA} (expected ../shared/data beside the repository)")
     return SHARED_DATA
+
+
+@pytest.fixture(scope="session")
+def default_config_jobs() -> dict[str, int]:
+    """Rule -> job count of a dry run of every job on config/config.yaml (about 15 s, so run once a session)."""
+    result = dry_run("--quiet", "rules")
+    assert result.returncode == 0, result.stderr
+    return job_counts(result.stdout)
 
 
 @pytest.fixture(scope="session")

@@ -22,7 +22,6 @@ from bbqrec.report.plots import (
 from bbqrec.report.tables import baseline_columns, comparison_html, dataset_stats_html
 
 REPO = Path(__file__).resolve().parents[1]
-BIN = Path(sys.executable).parent
 REPORT_RULES = ("report_dataset_stats", "plot_sid_quality", "plot_tokenizer_log", "plot_training_curves",
                 "plot_similarity_bias", "report_comparison")
 
@@ -161,13 +160,6 @@ def test_comparison_page_bolds_the_best_and_tests_against_each_baseline_run(tmp_
     assert_svg(tmp_path / "c.svg")
 
 
-def test_report_rules_are_planned_by_the_default_run():
-    result = subprocess.run(
-        [str(BIN / "snakemake"), "-n", "--cores", "1", "--forceall", "--quiet", "rules"],
-        cwd=REPO, capture_output=True, text=True, timeout=300,
-        env={**os.environ, "PATH": f"{BIN}{os.pathsep}{os.environ['PATH']}"},
-    )
-    assert result.returncode == 0, result.stderr
-    planned = result.stdout
+def test_report_rules_are_planned_by_the_default_run(default_config_jobs):
     for rule in REPORT_RULES:
-        assert f"\n{rule} " in planned, rule
+        assert default_config_jobs.get(rule, 0) >= 1, rule
