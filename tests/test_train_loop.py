@@ -18,6 +18,7 @@ from bbqrec.training import (
     count_items,
     fit,
     load_semantic_ids,
+    replay_early_stopping,
     seed_everything,
 )
 
@@ -147,8 +148,35 @@ def test_early_stopping_keeps_the_best_weights(beauty_slice, tmp_path):
     best = log["valid_ndcg_10"].arg_max()
     assert result.best_epoch == best + 1 and result.best_metric == log["valid_ndcg_10"][best]
     assert log.height == 6 or log.height == result.best_epoch + 2  # stopped after `patience` bad epochs
+    assert replay_early_stopping(log["valid_ndcg_10"].to_list(), 2) == (log.height, result.best_epoch)
     assert mean_metrics(target_ranks(model, valid), (10,))["ndcg@10"] == pytest.approx(result.best_metric, abs=1e-12)
     assert set(log.columns) >= {"epoch", "loss", "valid_recall_10", "valid_ndcg_10", "seconds", "lr"}
+
+
+def test_replayed_early_stopping_counts_epochs_without_a_strictly_better_metric():
+    curve = [0.1, 0.3, 0.2, 0.3, 0.25, 0.4, 0.1, 0.1]  # epoch 4 ties epoch 2: not a new best
+    assert replay_early_stopping(curve, 1) == (3, 2)
+    assert replay_early_stopping(curve, 3) == (5, 2)
+    assert replay_early_stopping(curve, 4) == (8, 6)  # 2 bad epochs after epoch 6 when the log ends
+    assert replay_early_stopping(curve, 10) == (8, 6)
+    assert replay_early_stopping([], 5) == (0, 0)
+    with pytest.raises(ValueError, match="patience must be at least 1, got 0"):
+        replay_early_stopping(curve, 0)
+
+
+def test_a_run_with_less_patience_is_the_replay_of_a_longer_one(beauty_slice):
+    """What benchmarks/bench_patience.py relies on: patience decides when to stop, nothing else."""
+    train, valid, n_items = beauty_slice
+    runs = {}
+    for patience in (6, 1):
+        config = TrainConfig.from_dict({**SMALL, "lr": 0.1, "max_epochs": 6, "patience": patience})
+        seed_everything(0)
+        runs[patience] = fit(build_model("sasrec", config, n_items), train, valid, config, seed=0)
+    long, short = runs[6], runs[1]
+    assert short.log.height < long.log.height  # lr 0.1 stalls early: patience 1 did stop sooner
+    assert replay_early_stopping(long.log["valid_ndcg_10"].to_list(), 1) == (short.log.height, short.best_epoch)
+    timing = ["seconds", "valid_seconds"]
+    assert short.log.drop(timing).equals(long.log.drop(timing).head(short.log.height))
 
 
 def test_learning_rate_decays_after_every_lr_decay_patience_epochs_without_a_new_best(beauty_slice):

@@ -1,6 +1,9 @@
 """The workflow itself: config validation at start, lint and formatting, the planned DAG."""
 
+import re
 import subprocess
+
+import yaml
 
 from workflow_runs import BASIC_CONFIG, BASIC_CONFIG_JOBS, BIN, REPO, dry_run, job_counts, snakemake
 
@@ -16,11 +19,25 @@ def test_dry_run_of_the_default_config_plans_every_stage_of_the_workflow(default
 
 
 def test_dry_run_of_the_basic_test_config_plans_the_jobs_the_slurm_test_expects(shared_data):
-    result = dry_run("--configfile", BASIC_CONFIG, "--config", f"data_root={shared_data}")
+    # on 2 cores through the single-thread profile: every job then runs on one thread (without it 8 take 2)
+    profile = ("--cores", "2", "--profile", "profiles/single-thread-jobs")
+    result = dry_run("--configfile", BASIC_CONFIG, "--config", f"data_root={shared_data}", *profile)
     assert result.returncode == 0, result.stdout + result.stderr
     counts = job_counts(result.stdout)
     assert counts.pop("all") == 1 and counts.pop("total") == sum(BASIC_CONFIG_JOBS.values()) + 1
     assert counts == BASIC_CONFIG_JOBS
+    assert "threads:" not in result.stdout  # snakemake prints a job's threads only when they are more than one
+
+
+def test_the_single_thread_profile_names_every_rule_that_declares_more_than_one_thread():
+    declared = {}
+    for path in sorted((REPO / "workflow" / "rules").glob("*.smk")):
+        for name, body in re.findall(r"^rule (\w+):\n(.*?)(?=^\S|\Z)", path.read_text(), re.S | re.M):
+            declared[name] = re.search(r"^    threads: (.+)$", body, re.M).group(1)  # the lint wants it on every rule
+    multi_threaded = {name for name, threads in declared.items() if threads != "1"}
+    assert {"train", "embed_text", "quantize"} <= multi_threaded  # the parse did find the rules
+    profile = yaml.safe_load((REPO / "profiles" / "single-thread-jobs" / "config.yaml").read_text())
+    assert profile["set-threads"] == {name: 1 for name in multi_threaded}
 
 
 def test_unknown_config_key_is_an_error_naming_the_key():

@@ -286,6 +286,26 @@ class FitResult:
     best_metric: float  # validation NDCG@10 of the best epoch
 
 
+def replay_early_stopping(curve: list[float], patience: int) -> tuple[int, int]:
+    """(epochs run, best epoch), 1-based, had `fit` stopped after `patience` epochs without a new best.
+
+    `curve` is a logged run's validation NDCG@10 per epoch. Patience only decides when training stops, not what
+    an epoch does, so for a patience up to the logged run's the replay is exact: a run with that patience and
+    the same seed trains the same first epochs and keeps the same best weights (benchmarks/bench_patience.py).
+    """
+    if patience < 1:
+        raise ValueError(f"patience must be at least 1, got {patience}")
+    best_metric, best_epoch, bad_epochs = float("-inf"), 0, 0
+    for epoch, metric in enumerate(curve, 1):
+        if metric > best_metric:  # the rule of fit(): strictly better
+            best_metric, best_epoch, bad_epochs = metric, epoch, 0
+        else:
+            bad_epochs += 1
+            if bad_epochs == patience:
+                return epoch, best_epoch
+    return len(curve), best_epoch
+
+
 def train_epoch(
     model: SASRec,
     data: TrainingSequences,
