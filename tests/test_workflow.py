@@ -20,8 +20,8 @@ def test_dry_run_of_the_default_config_plans_every_stage_of_the_workflow(default
 
 def test_dry_run_of_the_basic_test_config_plans_the_jobs_the_slurm_test_expects(shared_data):
     # on 2 cores through the single-thread profile: every job then runs on one thread (without it 8 take 2)
-    profile = ("--cores", "2", "--profile", "profiles/single-thread-jobs")
-    result = dry_run("--configfile", BASIC_CONFIG, "--config", f"data_root={shared_data}", *profile)
+    profile = ("--profile", "profiles/single-thread-jobs")
+    result = dry_run("--configfile", BASIC_CONFIG, "--config", f"data_root={shared_data}", *profile, cores=2)
     assert result.returncode == 0, result.stdout + result.stderr
     counts = job_counts(result.stdout)
     assert counts.pop("all") == 1 and counts.pop("total") == sum(BASIC_CONFIG_JOBS.values()) + 1

@@ -46,9 +46,9 @@ def snakemake(*args: str, cwd: Path = REPO, timeout: int = 300) -> subprocess.Co
     )
 
 
-def dry_run(*args: str) -> subprocess.CompletedProcess:
+def dry_run(*args: str, cores: int = 1) -> subprocess.CompletedProcess:
     """A dry run of every job; stdout lists each job (its output paths) and ends with the job stats."""
-    return snakemake("-n", "--cores", "1", "--forceall", *args)
+    return snakemake("-n", "--cores", str(cores), "--forceall", *args)
 
 
 def job_counts(output: str) -> dict[str, int]:
