@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+import shutil
 from pathlib import Path
 
 import pytest
-from workflow_runs import dry_run, job_counts
+from workflow_runs import BASIC_CONFIG, BASIC_CONFIG_SOURCE, copy_workflow, dry_run, job_counts, snakemake
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 SHARED_DATA = REPO_ROOT.parent / "shared" / "data"
@@ -49,3 +50,20 @@ def prepared(shared_data, repo_root, tmp_path_factory):
         return cache[key]
 
     return run
+
+
+@pytest.fixture(scope="session")
+def basic_config_run(tmp_path_factory, shared_data) -> Path:
+    """The workdir of a finished local run (2 cores) of .test/config_basic on a copy of the workflow.
+
+    Its data root is workdir/data, a copy of the Gift Cards source that tests may re-stage and edit (restoring it).
+    The end-to-end tests inspect and dry-run it; the SLURM test compares its own run's results with these.
+    """
+    workdir = copy_workflow(tmp_path_factory.mktemp("basic-config-run") / "workdir")
+    shutil.copytree(shared_data / BASIC_CONFIG_SOURCE, workdir / "data" / BASIC_CONFIG_SOURCE)
+    result = snakemake(
+        "--cores", "2", "--configfile", BASIC_CONFIG, "--config", f"data_root={workdir / 'data'}",
+        cwd=workdir, timeout=900,
+    )
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    return workdir

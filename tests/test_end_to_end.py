@@ -1,34 +1,29 @@
-"""The whole workflow on a small real dataset (.test/config_basic: Gift Cards), and what a rerun does."""
+"""The whole workflow on a small real dataset (.test/config_basic: Gift Cards), and what a rerun does.
+
+The run itself is the session fixture basic_config_run (conftest.py), which the SLURM test compares with too.
+"""
 
 from __future__ import annotations
 
 import json
 import os
-import shutil
 import subprocess
 import sys
 from pathlib import Path
 
 import polars as pl
 import pytest
-
-REPO = Path(__file__).resolve().parents[1]
-BIN = Path(sys.executable).parent
-WORKFLOW_FILES = ("Snakefile", "config", "workflow", "src", "profiles", ".test", "envs")
-CONFIG = ".test/config_basic/config.yaml"
-SOURCE = "amazon2018-small-5core"  # Gift Cards' only source
+from workflow_runs import BASIC_CONFIG, BASIC_CONFIG_SOURCE, REPO, snakemake
 
 pytestmark = pytest.mark.slow
 
 
-def snakemake(workdir: Path, *args: str, configfiles: tuple[str, ...] = ()) -> subprocess.CompletedProcess:
-    result = subprocess.run(
-        [str(BIN / "snakemake"), *args, "--configfile", CONFIG, *configfiles,
-         "--config", f"data_root={workdir / 'data'}"],
-        cwd=workdir, capture_output=True, text=True, timeout=900,
-        env={**os.environ, "PATH": f"{BIN}{os.pathsep}{os.environ['PATH']}"},
+def snakemake_in(workdir: Path, *args: str, configfiles: tuple[str, ...] = ()) -> subprocess.CompletedProcess:
+    """snakemake on the basic config in workdir, its data root workdir/data."""
+    return snakemake(
+        *args, "--configfile", BASIC_CONFIG, *configfiles, "--config", f"data_root={workdir / 'data'}",
+        cwd=workdir, timeout=900,
     )
-    return result
 
 
 def planned_rules(result: subprocess.CompletedProcess) -> set[str]:
@@ -45,20 +40,8 @@ def planned_rules(result: subprocess.CompletedProcess) -> set[str]:
     return rules
 
 
-@pytest.fixture(scope="module")
-def finished_run(tmp_path_factory, shared_data):
-    workdir = tmp_path_factory.mktemp("e2e")
-    for name in WORKFLOW_FILES:
-        source = REPO / name
-        (shutil.copytree if source.is_dir() else shutil.copy)(source, workdir / name)
-    shutil.copytree(shared_data / SOURCE, workdir / "data" / SOURCE)  # a copy the tests may re-stage and edit
-    result = snakemake(workdir, "--cores", "2")
-    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
-    return workdir
-
-
-def test_every_stage_writes_its_artifacts(finished_run):
-    results = finished_run / "results"
+def test_every_stage_writes_its_artifacts(basic_config_run):
+    results = basic_config_run / "results"
     stats = json.loads((results / "gift-cards" / "data" / "stats.json").read_text())
     assert (stats["users"], stats["items"], stats["interactions"]) == (458, 148, 2972)
     text = pl.read_parquet(results / "gift-cards" / "embeddings" / "text.parquet")
@@ -73,10 +56,10 @@ def test_every_stage_writes_its_artifacts(finished_run):
     assert metrics.filter(pl.col("split") == "test").height == 6  # recall/ndcg at 5, 10, 20
 
 
-def test_similarity_bias_export_holds_the_trained_tables_and_checks_the_codes(finished_run, tmp_path):
+def test_similarity_bias_export_holds_the_trained_tables_and_checks_the_codes(basic_config_run, tmp_path):
     import torch
 
-    results = finished_run / "results" / "gift-cards"
+    results = basic_config_run / "results" / "gift-cards"
     run = results / "train" / "bbqrec" / "seed0"
     table = pl.read_parquet(run / "similarity_bias.parquet")
     tables = torch.load(run / "model.pt", weights_only=True)["state_dict"]["similarity.tables"]
@@ -103,43 +86,43 @@ def test_similarity_bias_export_holds_the_trained_tables_and_checks_the_codes(fi
     assert not (tmp_path / "bias.parquet").exists()
 
 
-def test_rerun_with_unchanged_inputs_does_nothing(finished_run):
-    result = snakemake(finished_run, "-n", "--cores", "1")
+def test_rerun_with_unchanged_inputs_does_nothing(basic_config_run):
+    result = snakemake_in(basic_config_run, "-n", "--cores", "1")
     assert result.returncode == 0, result.stdout + result.stderr
     assert "Nothing to be done" in result.stdout + result.stderr
 
 
-def test_restaged_data_with_new_mtimes_reruns_nothing(finished_run):
-    for path in (finished_run / "data").rglob("*"):
+def test_restaged_data_with_new_mtimes_reruns_nothing(basic_config_run):
+    for path in (basic_config_run / "data").rglob("*"):
         os.utime(path)  # what copying the data again does: same bytes, newer than every result
-    result = snakemake(finished_run, "-n", "--cores", "1")
+    result = snakemake_in(basic_config_run, "-n", "--cores", "1")
     assert result.returncode == 0, result.stdout + result.stderr
     assert "Nothing to be done" in result.stdout + result.stderr
 
 
-def test_changed_source_contents_rerun_from_preparation(finished_run):
-    note = finished_run / "data" / SOURCE / "SOURCE.md"
+def test_changed_source_contents_rerun_from_preparation(basic_config_run):
+    note = basic_config_run / "data" / BASIC_CONFIG_SOURCE / "SOURCE.md"
     original = note.read_bytes()
     try:
         note.write_bytes(original + b"\nedited\n")
-        result = snakemake(finished_run, "-n", "--cores", "1", "--quiet", "rules")
+        result = snakemake_in(basic_config_run, "-n", "--cores", "1", "--quiet", "rules")
     finally:
         note.write_bytes(original)
     assert result.returncode == 0, result.stdout + result.stderr
     assert {"prepare_data", "train", "evaluate"} <= planned_rules(result)
 
 
-def test_changing_the_text_template_reruns_downstream_only(finished_run):
-    (finished_run / "shorter_text.yaml").write_text("embed:\n  shards: 2\n  text:\n    max_chars: 200\n")
-    result = snakemake(finished_run, "-n", "--cores", "1", "--quiet", "rules", configfiles=("shorter_text.yaml",))
+def test_changing_the_text_template_reruns_downstream_only(basic_config_run):
+    (basic_config_run / "shorter_text.yaml").write_text("embed:\n  shards: 2\n  text:\n    max_chars: 200\n")
+    result = snakemake_in(basic_config_run, "-n", "--cores", "1", "--quiet", "rules", configfiles=("shorter_text.yaml",))
     assert result.returncode == 0, result.stdout + result.stderr
     planned = planned_rules(result)
     assert {"embed_text", "gather_embeddings", "quantize", "assign_sids", "train", "evaluate"} <= planned
     assert "prepare_data" not in planned and "behavior_embed" not in planned
 
 
-def test_dataset_file_edits_rerun_only_the_stages_they_configure(finished_run):
-    dataset_file = finished_run / "config" / "datasets" / "gift-cards.yaml"
+def test_dataset_file_edits_rerun_only_the_stages_they_configure(basic_config_run):
+    dataset_file = basic_config_run / "config" / "datasets" / "gift-cards.yaml"
     original = dataset_file.read_text()
     try:
         planned = {}
@@ -149,7 +132,7 @@ def test_dataset_file_edits_rerun_only_the_stages_they_configure(finished_run):
             ("preparation", "prepare:\n  min_seq_len: 4\n"),
         ):
             dataset_file.write_text(original + block)
-            result = snakemake(finished_run, "-n", "--cores", "1", "--quiet", "rules")
+            result = snakemake_in(basic_config_run, "-n", "--cores", "1", "--quiet", "rules")
             assert result.returncode == 0, result.stdout + result.stderr
             planned[name] = planned_rules(result)
     finally:
@@ -163,10 +146,10 @@ def test_dataset_file_edits_rerun_only_the_stages_they_configure(finished_run):
     assert {"prepare_data", "train", "evaluate"} <= planned["preparation"]
 
 
-def test_report_is_one_html_file_with_every_view(finished_run):
-    result = snakemake(finished_run, "--report", "report.html")
+def test_report_is_one_html_file_with_every_view(basic_config_run):
+    result = snakemake_in(basic_config_run, "--report", "report.html")
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
-    report = (finished_run / "report.html").read_text()
+    report = (basic_config_run / "report.html").read_text()
     for view in ("dataset_stats.html", "sid_quality.svg", "tokenizer_log.svg", "training_curves.svg",
                  "similarity_bias.svg", "comparison.html", "comparison.svg"):
         assert view in report, view

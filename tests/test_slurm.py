@@ -1,6 +1,7 @@
 """The workflow on a real single-node SLURM cluster (profiles/slurm) gives the same results as a local run.
 
-Needs root, apt and about 5 minutes: runs where BBQREC_SLURM=1 (CI) or a SLURM cluster is already up.
+The local run is the session fixture basic_config_run (conftest.py), shared with the end-to-end tests.
+Needs root, apt and about 3 minutes: runs where BBQREC_SLURM=1 (CI) or a SLURM cluster is already up.
 The cluster comes from .ci/slurm-up.sh (notes: ../shared/notes/slurm-on-localhost.md) and is stopped again
 by .ci/slurm-down.sh when this test started it.
 """
@@ -11,16 +12,14 @@ import json
 import os
 import re
 import shutil
-import signal
 import subprocess
 import time
 from pathlib import Path
 
 import polars as pl
 import pytest
-from workflow_runs import BASIC_CONFIG, BASIC_CONFIG_JOBS, BIN, REPO
+from workflow_runs import BASIC_CONFIG, BASIC_CONFIG_JOBS, BIN, REPO, copy_workflow, declared_local_rules
 
-WORKFLOW_FILES = ("Snakefile", "config", "workflow", "src", "profiles", ".test", "envs")
 # SIGINT, not SIGTERM: a snakemake waiting on jobs ignores SIGTERM.
 TIMEOUT = ("timeout", "-s", "INT", "-k", "60", "900")
 
@@ -63,24 +62,12 @@ def slurm_cluster():
             subprocess.run(["bash", str(REPO / ".ci" / "slurm-down.sh")], timeout=120, check=True)
 
 
-def copy_workflow(dest: Path) -> Path:
-    """The repository's workflow files (tracked or not) without results, logs or caches."""
-    dest.mkdir()
-    ignore = shutil.ignore_patterns("__pycache__", "*.pyc", "*.egg-info")
-    for name in WORKFLOW_FILES:
-        source = REPO / name
-        if source.is_dir():
-            shutil.copytree(source, dest / name, ignore=ignore)
-        else:
-            shutil.copy2(source, dest / name)
-    return dest
-
-
-def start_snakemake(workdir: Path, data_root: Path, *args: str) -> subprocess.Popen:
-    """snakemake on the test config in workdir, its output in workdir/snakemake.out.
+def run_snakemake(workdir: Path, data_root: Path, *args: str) -> str:
+    """snakemake on the test config in workdir; its output (also in workdir/snakemake.out) once it succeeded.
 
     `--workflow-profile none`: profiles/default would be loaded as the workflow profile and replace the SLURM
-    profile's default-resources (partition, account, cpus_per_task)."""
+    profile's default-resources (partition, account, cpus_per_task). The timeout interrupts with SIGINT, on which
+    snakemake cancels its SLURM jobs (a SIGKILL would leave them running)."""
     env = {**os.environ, "PATH": f"{BIN}{os.pathsep}{os.environ['PATH']}", "HF_HUB_OFFLINE": "1"}
     command = [
         *TIMEOUT,
@@ -94,26 +81,10 @@ def start_snakemake(workdir: Path, data_root: Path, *args: str) -> subprocess.Po
         *args,
     ]
     with open(workdir / "snakemake.out", "w") as out:
-        return subprocess.Popen(command, cwd=workdir, env=env, stdout=out, stderr=subprocess.STDOUT)
-
-
-def finish(process: subprocess.Popen, workdir: Path) -> str:
-    process.wait()
+        returncode = subprocess.run(command, cwd=workdir, env=env, stdout=out, stderr=subprocess.STDOUT).returncode
     output = (workdir / "snakemake.out").read_text()
-    assert process.returncode == 0, f"snakemake in {workdir} exited with {process.returncode}:\n{output[-6000:]}"
+    assert returncode == 0, f"snakemake in {workdir} exited with {returncode}:\n{output[-6000:]}"
     return output
-
-
-def stop(*processes: subprocess.Popen) -> None:
-    """Interrupt runs still going (after a failure): timeout passes SIGINT on, snakemake then cancels its jobs."""
-    for process in processes:
-        if process.poll() is None:
-            process.send_signal(signal.SIGINT)
-    for process in processes:
-        try:
-            process.wait(timeout=90)
-        except subprocess.TimeoutExpired:
-            process.kill()
 
 
 def sacct_jobs(run_id: str, since: str) -> dict[str, dict[str, str]]:
@@ -126,43 +97,42 @@ def sacct_jobs(run_id: str, since: str) -> dict[str, dict[str, str]]:
     return {row["JobIDRaw"]: row for row in rows}
 
 
-def test_slurm_run_matches_local_run(slurm_cluster, tmp_path, shared_data):
+def test_slurm_run_matches_local_run(slurm_cluster, basic_config_run, tmp_path, shared_data):
     since = time.strftime("%Y-%m-%dT%H:%M:%S")
     slurm_dir = copy_workflow(tmp_path / "slurm")
-    local_dir = copy_workflow(tmp_path / "local")
-    # Both at once: the SLURM run spends much of its time waiting on sbatch/sacct.
-    local = start_snakemake(local_dir, shared_data, "--cores", "2")
-    # The plugin's 40 s wait before the first status query suits a real cluster, not a 5-minute test.
-    slurm = start_snakemake(
+    # The plugin's 40 s wait before the first status query suits a real cluster, not a 3-minute test.
+    slurm_output = run_snakemake(
         slurm_dir, shared_data, "--profile", "profiles/slurm", "--slurm-init-seconds-before-status-checks", "5"
     )
-    try:
-        slurm_output = finish(slurm, slurm_dir)
-        finish(local, local_dir)
-    finally:
-        stop(local, slurm)
 
-    # Every job was a SLURM job that the accounting database lists as COMPLETED with the profile's settings.
+    # Every job ran once: the declared local rules (seconds of plotting) where snakemake ran, the rest as SLURM jobs
+    # that the accounting database lists as COMPLETED with the profile's settings.
     run_id = re.search(r"SLURM run ID: (\S+)", slurm_output).group(1)
     submitted = dict(re.findall(r"submitted with SLURM jobid (\d+) \(log: \S*/slurm_logs/rule_(\w+)/", slurm_output))
-    rules = sorted(submitted.values())
-    assert {rule: rules.count(rule) for rule in rules} == BASIC_CONFIG_JOBS
+    ran_locally = re.findall(r"^localrule (\w+):$", slurm_output, re.M)
+    rules = sorted([*submitted.values(), *ran_locally])
+    assert {rule: rules.count(rule) for rule in rules} == {**BASIC_CONFIG_JOBS, "all": 1}
+    assert set(ran_locally) == (declared_local_rules() & set(BASIC_CONFIG_JOBS)) | {"all"}
+    assert {"prepare_data", "embed_text", "behavior_embed", "quantize", "assign_sids", "train", "evaluate"} <= set(
+        submitted.values()
+    )
     jobs = sacct_jobs(run_id, since)
     assert jobs.keys() == submitted.keys()
     assert {job["State"] for job in jobs.values()} == {"COMPLETED"}
     assert {(job["Account"], job["Partition"]) for job in jobs.values()} == {("ci", "debug")}
-    # cpus_per_task follows the rule's threads; mem_mb becomes --mem (train: threads 2, 6000 MB; compare: 1, 2000 MB)
+    # cpus_per_task follows the rule's threads; mem_mb becomes --mem (train: threads 2, 6000 MB; assign_sids: 1, 4000 MB)
     by_rule = {submitted[job_id]: job for job_id, job in jobs.items()}
     assert (by_rule["train"]["AllocCPUS"], by_rule["train"]["ReqMem"]) == ("2", "6000M")
-    assert (by_rule["compare"]["AllocCPUS"], by_rule["compare"]["ReqMem"]) == ("1", "2000M")
+    assert (by_rule["assign_sids"]["AllocCPUS"], by_rule["assign_sids"]["ReqMem"]) == ("1", "4000M")
 
     # Same config and seed, same results, wherever the jobs ran.
     results = "results/gift-cards"
     tables = [f"{results}/sids/bbq/semantic_ids.parquet"]
     tables += [f"{results}/eval/{variant}/seed0/metrics.parquet" for variant in ("sasrec", "bbqrec")]
+    tables += ["results/comparison.parquet"]
     for table in tables:
         slurm_table = pl.read_parquet(slurm_dir / table)
         assert slurm_table.height > 0, table
-        assert slurm_table.equals(pl.read_parquet(local_dir / table)), table
+        assert slurm_table.equals(pl.read_parquet(basic_config_run / table)), table
     stats = f"{results}/data/stats.json"
-    assert json.loads((slurm_dir / stats).read_text()) == json.loads((local_dir / stats).read_text())
+    assert json.loads((slurm_dir / stats).read_text()) == json.loads((basic_config_run / stats).read_text())

@@ -64,3 +64,13 @@ def test_snakefmt_is_clean():
         [str(BIN / "snakefmt"), "--check", "."], cwd=REPO, capture_output=True, text=True
     )
     assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_parsing_the_workflow_does_not_import_torch():
+    # Every cluster job parses the Snakefile again: torch would add about 3 s to each. Import what common.smk
+    # imports from the package (read from the file, so a new import is covered) and look for torch.
+    imports = re.findall(r"^from (bbqrec[\w.]*) import", (REPO / "workflow" / "rules" / "common.smk").read_text(), re.M)
+    assert "bbqrec.training" in imports  # the parse did find them
+    code = "import sys\n" + "".join(f"import {module}\n" for module in imports) + "print('torch' in sys.modules)"
+    result = subprocess.run([str(BIN / "python"), "-c", code], capture_output=True, text=True, env={"PYTHONPATH": str(REPO / "src")})
+    assert result.stdout.strip() == "False", result.stderr

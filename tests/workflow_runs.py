@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import re
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -11,6 +12,9 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent
 BASIC_CONFIG = ".test/config_basic/config.yaml"
+BASIC_CONFIG_SOURCE = "amazon2018-small-5core"  # Gift Cards' only source
+# What a run needs of the repository (tracked or not), without results, logs or caches.
+WORKFLOW_FILES = ("Snakefile", "config", "workflow", "src", "profiles", ".test", "envs")
 # The jobs of .test/config_basic (gift-cards, 2 text shards, variants sasrec + bbqrec, seed 0) without `all`;
 # the SLURM test checks that each ran as one SLURM job, test_workflow that a dry run plans exactly these.
 BASIC_CONFIG_JOBS = {
@@ -33,6 +37,19 @@ BASIC_CONFIG_JOBS = {
     "export_similarity_bias": 1,
     "plot_similarity_bias": 1,
 }
+
+
+def copy_workflow(dest: Path) -> Path:
+    """The repository's workflow files in dest (created), for a run that must not touch the repository."""
+    dest.mkdir(parents=True)
+    ignore = shutil.ignore_patterns("__pycache__", "*.pyc", "*.egg-info")
+    for name in WORKFLOW_FILES:
+        source = REPO / name
+        if source.is_dir():
+            shutil.copytree(source, dest / name, ignore=ignore)
+        else:
+            shutil.copy2(source, dest / name)
+    return dest
 
 
 def snakemake(*args: str, cwd: Path = REPO, timeout: int = 300) -> subprocess.CompletedProcess:
@@ -59,3 +76,12 @@ def job_counts(output: str) -> dict[str, int]:
         if match:
             counts[match.group(1)] = int(match.group(2))
     return counts
+
+
+def declared_local_rules() -> set[str]:
+    """The rules that workflow/rules/*.smk declare in `localrules:` blocks (run where snakemake runs)."""
+    names = set()
+    for path in (REPO / "workflow" / "rules").glob("*.smk"):
+        for block in re.findall(r"^localrules:\n((?:    \w+,\n)+)", path.read_text(), re.M):
+            names |= set(re.findall(r"\w+", block))
+    return names

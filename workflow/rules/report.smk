@@ -2,6 +2,16 @@
 # numbers themselves stay in the stage outputs). Categories follow the stages: 1. Data ... 4. Comparison.
 
 
+# Seconds of plotting each: on a cluster, a job of their own would spend longer in the queue and on startup.
+localrules:
+    report_dataset_stats,
+    plot_sid_quality,
+    plot_tokenizer_log,
+    plot_training_curves,
+    plot_similarity_bias,
+    report_comparison,
+
+
 rule report_dataset_stats:
     input:
         stats="results/{dataset}/data/stats.json",

@@ -2,6 +2,13 @@
 # comparison over seeds and variants.
 
 
+# Seconds each (a table over the seeds' metrics; the trained bias tables): run where snakemake runs, not as
+# cluster jobs.
+localrules:
+    export_similarity_bias,
+    compare,
+
+
 rule train:
     input:
         unpack(get_train_inputs),

@@ -18,11 +18,11 @@ from torch import Tensor
 
 from bbqrec.io import InputError
 from bbqrec.models.sasrec import SASRec, pad_sequences
+from bbqrec.training.config import RECOMMEND_BACKENDS
 
 if TYPE_CHECKING:
     import faiss
 
-BACKENDS = ("matmul", "faiss")
 
 
 @dataclass(frozen=True)
@@ -99,8 +99,8 @@ def recommend(
     backend: str = "matmul",
 ) -> pl.DataFrame:
     """Top-k items per user as a frame (user_id i32, rank i32 1..k, item_id i32, score f32)."""
-    if backend not in BACKENDS:
-        raise InputError(f"config key recommend_backend: expected one of {BACKENDS}, got {backend!r}")
+    if backend not in RECOMMEND_BACKENDS:
+        raise InputError(f"config key recommend_backend: expected one of {RECOMMEND_BACKENDS}, got {backend!r}")
     if not 1 <= k <= model.config.n_items:
         raise InputError(f"config key recommend_k: expected 1..{model.config.n_items} (the number of items), got {k}")
     model.eval()

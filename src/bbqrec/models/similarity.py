@@ -18,8 +18,8 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from bbqrec.models.layers import MASKED
+from bbqrec.models.variants import SIMILARITIES
 
-SIMILARITIES = ("prefix", "equal_levels", "cosine")
 # Item pairs per chunk when no gradient is needed (evaluation): bounds memory to about 0.3 GB.
 PAIRS_PER_CHUNK = 1 << 20
 

@@ -6,6 +6,9 @@ from dataclasses import dataclass
 
 from bbqrec.io import InputError
 
+# The attention reweightings (bbqrec.models.similarity): by SID prefix-match length, with the levels tied, by cosine.
+SIMILARITIES = ("prefix", "equal_levels", "cosine")
+
 
 @dataclass(frozen=True)
 class Variant:
