@@ -1,7 +1,7 @@
 """The workflow on a real single-node SLURM cluster (profiles/slurm) gives the same results as a local run.
 
 The local run is the session fixture basic_config_run (conftest.py), shared with the end-to-end tests.
-Needs root, apt and about 3 minutes: runs where BBQREC_SLURM=1 (CI) or a SLURM cluster is already up.
+Needs root, apt and about 4 minutes: runs where BBQREC_SLURM=1 (CI) or a SLURM cluster is already up.
 The cluster comes from .ci/slurm-up.sh (notes: ../shared/notes/slurm-on-localhost.md) and is stopped again
 by .ci/slurm-down.sh when this test started it.
 """
@@ -100,7 +100,7 @@ def sacct_jobs(run_id: str, since: str) -> dict[str, dict[str, str]]:
 def test_slurm_run_matches_local_run(slurm_cluster, basic_config_run, tmp_path, shared_data):
     since = time.strftime("%Y-%m-%dT%H:%M:%S")
     slurm_dir = copy_workflow(tmp_path / "slurm")
-    # The plugin's 40 s wait before the first status query suits a real cluster, not a 3-minute test.
+    # The plugin's 40 s wait before the first status query suits a real cluster, not a 4-minute test.
     slurm_output = run_snakemake(
         slurm_dir, shared_data, "--profile", "profiles/slurm", "--slurm-init-seconds-before-status-checks", "5"
     )
