@@ -23,6 +23,19 @@ from bbqrec.training import (
 )
 
 
+def test_the_package_lists_exactly_the_loops_public_functions_and_classes():
+    """bbqrec.training loads the loop lazily by name: a function added to loop.py must be added to LOOP_NAMES."""
+    import bbqrec.training as training
+    from bbqrec.training import loop
+
+    defined = {name for name, value in vars(loop).items() if getattr(value, "__module__", None) == loop.__name__}
+    assert set(training.LOOP_NAMES) == {name for name in defined if not name.startswith("_")}
+    assert set(training.LOOP_NAMES) <= set(dir(training)) and "TrainConfig" in dir(training)
+    assert training.fit is loop.fit
+    with pytest.raises(AttributeError, match="module 'bbqrec.training' has no attribute 'SELECTION_METRIC'"):
+        training.SELECTION_METRIC  # a constant of the loop, not part of the package interface
+
+
 def test_config_defaults_and_errors_name_the_key():
     assert TrainConfig.from_dict({}) == TrainConfig(**{**DEFAULT_TRAIN_CONFIG})
     config = TrainConfig.from_dict({"lr": 1, "ks": [1, 2], "similarity": None})
