@@ -25,9 +25,6 @@ def replay_runs(paths: list[Path], patiences: list[int]) -> pl.DataFrame:
     rows = []
     for path in paths:
         log = pl.read_parquet(path)
-        if log.is_empty():  # a run killed before its first epoch ended has nothing to replay
-            print(f"skipped {path}: no epoch logged")
-            continue
         curve = log["valid_ndcg_10"].to_list()
         seconds = (log["seconds"] + log["valid_seconds"]).cum_sum().to_list()
         run = "/".join(path.parts[-5:-1]).replace("/train/", "/")  # <dataset>/<variant>/seed<k>

@@ -23,17 +23,22 @@ from bbqrec.training import (
 )
 
 
-def test_the_package_lists_exactly_the_loops_public_functions_and_classes():
-    """bbqrec.training loads the loop lazily by name: a function added to loop.py must be added to LOOP_NAMES."""
-    import bbqrec.training as training
-    from bbqrec.training import loop
+@pytest.mark.parametrize(
+    "package, module, names",
+    [("bbqrec.training", "bbqrec.training.loop", "LOOP_NAMES"), ("bbqrec.models", "bbqrec.models.sasrec", "MODEL_NAMES")],
+)
+def test_a_lazy_package_lists_exactly_its_modules_public_functions_and_classes(package, module, names):
+    """The package loads its torch module by name (bbqrec.lazy): a function added there must be added to the list."""
+    import importlib
 
-    defined = {name for name, value in vars(loop).items() if getattr(value, "__module__", None) == loop.__name__}
-    assert set(training.LOOP_NAMES) == {name for name in defined if not name.startswith("_")}
-    assert set(training.LOOP_NAMES) <= set(dir(training)) and "TrainConfig" in dir(training)
-    assert training.fit is loop.fit
-    with pytest.raises(AttributeError, match="module 'bbqrec.training' has no attribute 'SELECTION_METRIC'"):
-        training.SELECTION_METRIC  # a constant of the loop, not part of the package interface
+    package, module = importlib.import_module(package), importlib.import_module(module)
+    names = getattr(package, names)
+    defined = {name for name, value in vars(module).items() if getattr(value, "__module__", None) == module.__name__}
+    assert set(names) == {name for name in defined if not name.startswith("_")}
+    assert set(names) <= set(dir(package)) and "__all__" in dir(package)
+    assert all(getattr(package, name) is getattr(module, name) for name in names)
+    with pytest.raises(AttributeError, match=f"module '{package.__name__}' has no attribute 'torch'"):
+        package.torch  # imported by the module, not part of the package interface
 
 
 def test_config_defaults_and_errors_name_the_key():

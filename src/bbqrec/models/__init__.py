@@ -4,17 +4,11 @@
 variant table (the workflow does it at every start) does not load torch.
 """
 
+from bbqrec.lazy import lazy_exports
 from bbqrec.models.variants import VARIANTS, Variant, get_variant
 
-_LAZY = {"ModelConfig", "SASRec", "pad_sequences"}
-
-
-def __getattr__(name):
-    if name in _LAZY:
-        from bbqrec.models import sasrec
-
-        return getattr(sasrec, name)
-    raise AttributeError(f"module 'bbqrec.models' has no attribute {name!r}")
-
+# The model's public names, loaded on first use (tests/test_train_loop.py checks the list against the module).
+MODEL_NAMES = ("ModelConfig", "SASRec", "pad_sequences")
+__getattr__, __dir__ = lazy_exports(__name__, "bbqrec.models.sasrec", MODEL_NAMES)
 
 __all__ = ["VARIANTS", "ModelConfig", "SASRec", "Variant", "get_variant", "pad_sequences"]

@@ -4,8 +4,7 @@ The options are imported eagerly; the loop (torch) on first use, so that the wor
 start without loading torch.
 """
 
-import importlib
-
+from bbqrec.lazy import lazy_exports
 from bbqrec.training.config import (
     CHOICES,
     DEFAULT_TRAIN_CONFIG,
@@ -32,16 +31,7 @@ LOOP_NAMES = (
 )
 
 
-def __getattr__(name):
-    if name not in LOOP_NAMES:
-        raise AttributeError(f"module 'bbqrec.training' has no attribute {name!r}")
-    loop = importlib.import_module("bbqrec.training.loop")  # `from . import loop` would call __getattr__ again
-    return getattr(loop, name)
-
-
-def __dir__():
-    return sorted(set(globals()) | set(LOOP_NAMES))
-
+__getattr__, __dir__ = lazy_exports(__name__, "bbqrec.training.loop", LOOP_NAMES)
 
 __all__ = [
     "CHOICES",
