@@ -2,7 +2,7 @@
 
     python benchmarks/bench_train.py                             # sasrec and bbqrec, 2 epochs each, 1 thread
     python benchmarks/bench_train.py --epochs 0 --variants sasrec  # until early stopping (long on a CPU)
-    python benchmarks/bench_train.py --sids results/beauty/sids/bbq/semantic_ids.parquet --text results/beauty/embeddings/text.parquet
+    python benchmarks/bench_train.py --sids results/beauty/sids/bbq/seed0/semantic_ids.parquet --text results/beauty/embeddings/text.parquet
     python benchmarks/bench_train.py --variants sasrec --config-json '{"training_rows": "prefix", "batch_size": 2048}'
 
 Each variant runs in a fresh process, so its peak memory (max RSS, and peak CUDA memory on a GPU) is its own.

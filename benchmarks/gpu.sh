@@ -10,11 +10,11 @@ out=${1:-results/benchmarks/gpu}
 mkdir -p "$out"
 export HF_HUB_OFFLINE=1 PYTHONUNBUFFERED=1
 python benchmarks/bench_train.py --device cuda --epochs 3 --variants sasrec bbqrec --data results/movielens-mm/data \
-    --sids results/movielens-mm/sids/bbq/semantic_ids.parquet --config-json '{"max_len": 200, "content_inputs": false}' \
+    --sids results/movielens-mm/sids/bbq/seed0/semantic_ids.parquet --config-json '{"max_len": 200, "content_inputs": false}' \
     --json "$out/train_ml.json" | tee "$out/train_ml.md"
 for variant in sasrec bbqrec sasrec-mm; do
     python benchmarks/bench_train.py --device cuda --epochs 0 --variants "$variant" --data results/beauty/data \
-        --sids results/beauty/sids/bbq/semantic_ids.parquet --text results/beauty/embeddings/text.parquet \
+        --sids results/beauty/sids/bbq/seed0/semantic_ids.parquet --text results/beauty/embeddings/text.parquet \
         --json "$out/train_beauty_$variant.json" | tee "$out/train_beauty_$variant.md"
 done
 python benchmarks/bench_embed.py --device cuda --texts 12101 --posters 500 \

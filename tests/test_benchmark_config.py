@@ -40,13 +40,43 @@ def test_comparison_config_plans_the_main_runs_and_the_ablations_on_their_datase
     counts = job_counts(result.stdout)
     # 4 datasets x (sasrec, sasrec-mm, bbqrec) x 3 seeds + 2 datasets x 4 ablations x seed 0
     assert counts["train"] == counts["evaluate"] == 4 * 3 * 3 + 2 * 4
-    # bbq on every dataset; bbq-no-club and bbq-no-behavior only where the ablations run
-    assert counts["quantize"] == counts["assign_sids"] == 4 + 2 * 2
+    # quantize.seed per_run: bbq with each of the 3 seeds on every dataset; bbq-no-club and bbq-no-behavior with
+    # seed 0 only where the ablations run; a behaviour SASRec per dataset and seed (no-club shares seed 0's)
+    assert counts["quantize"] == counts["assign_sids"] == 4 * 3 + 2 * 2
+    assert counts["behavior_embed"] == 4 * 3
     planned = result.stdout
     assert "results/beauty/eval/bbqrec-no-club/seed0/metrics.parquet" in planned
     assert "results/scientific/eval/bbqrec-no-club" not in planned
     assert "bbqrec-cosine/seed1" not in planned and "results/movielens-mm/sids/bbq-no-behavior" not in planned
+    assert "results/beauty/sids/bbq-no-club/seed1" not in planned
     assert counts["compare"] == 1
+
+
+def planned_inputs(output: str, rule: str, output_path: str) -> str:
+    """The `input:` line of the planned job of `rule` that writes output_path, from a dry run's job listing."""
+    for job in output.split("\nrule ")[1:]:
+        lines = job.splitlines()
+        if lines[0] == f"{rule}:" and any(line.strip().startswith("output:") and output_path in line for line in lines):
+            return next(line for line in lines if line.strip().startswith("input:"))
+    raise AssertionError(f"no planned {rule} job writes {output_path}")
+
+
+def test_tokenizer_seed_follows_each_run_or_is_one_fixed_seed(tmp_path):
+    runs = "datasets: [scientific-mm]\ntrain:\n  variants: [bbqrec]\n  seeds: [0, 1, 2]\n"
+    (tmp_path / "per_run.yaml").write_text(runs)  # config.yaml's quantize.seed: per_run
+    (tmp_path / "fixed.yaml").write_text(runs + "quantize:\n  seed: 7\n")
+    per_run, fixed = (dry_run("--configfile", str(tmp_path / name)) for name in ("per_run.yaml", "fixed.yaml"))
+    assert per_run.returncode == fixed.returncode == 0, per_run.stderr + fixed.stderr
+    seed1 = "results/scientific-mm/train/bbqrec/seed1/model.pt"
+    # per_run: run seed k reads tokenizer seed k, which reads behaviour SASRec seed k
+    assert "results/scientific-mm/sids/bbq/seed1/semantic_ids.parquet" in planned_inputs(per_run.stdout, "train", seed1)
+    assert "embeddings/behavior/seed1.parquet" in planned_inputs(
+        per_run.stdout, "quantize", "results/scientific-mm/quantize/bbq/seed1/tokenizer.pt"
+    )
+    assert job_counts(per_run.stdout)["quantize"] == job_counts(per_run.stdout)["behavior_embed"] == 3
+    # a fixed seed: one behaviour SASRec and one tokenizer, read by every run
+    assert "results/scientific-mm/sids/bbq/seed7/semantic_ids.parquet" in planned_inputs(fixed.stdout, "train", seed1)
+    assert job_counts(fixed.stdout)["quantize"] == job_counts(fixed.stdout)["behavior_embed"] == 1
 
 
 def test_ablations_on_a_dataset_that_is_not_configured_is_an_error_naming_the_key():

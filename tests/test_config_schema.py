@@ -52,9 +52,16 @@ def test_default_config_is_valid_and_package_defaults_pass_the_schema():
         ({"train": {"variants": ["sasrec", "tiger"]}}, "'tiger' is not one of"),
         ({"quantize": {"options": {"levels": 0}}}, "0 is less than the minimum of 1"),
         ({"embed": {"text": {"fields": ["title", "price"]}}}, "'price' is not one of"),
+        ({"quantize": {"seed": "per_seed"}}, "'per_seed' is not valid under any of the given schemas"),
+        ({"quantize": {"seed": -1}}, "-1 is less than the minimum of 0"),
     ],
 )
 def test_bad_keys_and_values_are_named(patch, message):
     bad = {**CONFIG, **patch}
     with pytest.raises(jsonschema.ValidationError, match=message):
         jsonschema.validate(bad, SCHEMA)
+
+
+@pytest.mark.parametrize("seed", ["per_run", 0, 7])
+def test_tokenizer_seed_is_per_run_or_a_fixed_integer(seed):
+    jsonschema.validate({**CONFIG, "quantize": {"seed": seed}}, SCHEMA)

@@ -46,7 +46,7 @@ def test_every_stage_writes_its_artifacts(basic_config_run):
     assert (stats["users"], stats["items"], stats["interactions"]) == (458, 148, 2972)
     text = pl.read_parquet(results / "gift-cards" / "embeddings" / "text.parquet")
     assert text.height == 148 and text["has_text"].all()  # gathered from 2 shards, every item once
-    sids = pl.read_parquet(results / "gift-cards" / "sids" / "bbq" / "semantic_ids.parquet")
+    sids = pl.read_parquet(results / "gift-cards" / "sids" / "bbq" / "seed0" / "semantic_ids.parquet")
     assert set(sids["stream"]) == {"text", "behavior"}  # the dataset's modalities + behaviour
     assert sids.select("stream", "c1", "c2", "extra").is_unique().all()  # every (stream, item) ID unique
     comparison = pl.read_parquet(results / "comparison.parquet")
@@ -54,6 +54,12 @@ def test_every_stage_writes_its_artifacts(basic_config_run):
     assert "## gift-cards" in (results / "comparison.md").read_text()
     metrics = pl.read_parquet(results / "gift-cards" / "eval" / "bbqrec" / "seed0" / "metrics.parquet")
     assert metrics.filter(pl.col("split") == "test").height == 6  # recall/ndcg at 5, 10, 20
+    import torch
+
+    saved = torch.load(results / "gift-cards" / "train" / "bbqrec" / "seed0" / "model.pt", weights_only=True)
+    assert saved["provenance"]["config"]["sids"] == {  # the run's own seed picked the tokenizer (per_run)
+        "path": "results/gift-cards/sids/bbq/seed0/semantic_ids.parquet", "tokenizer": "bbq", "seed": 0,
+    }
 
 
 def test_similarity_bias_export_holds_the_trained_tables_and_checks_the_codes(basic_config_run, tmp_path):
@@ -72,12 +78,12 @@ def test_similarity_bias_export_holds_the_trained_tables_and_checks_the_codes(ba
 
     export = [sys.executable, str(REPO / "workflow" / "scripts" / "export_similarity_bias.py")]
     env = {**os.environ, "PYTHONPATH": str(REPO / "src")}
-    sids = pl.read_parquet(results / "sids" / "bbq" / "semantic_ids.parquet")
+    sids = pl.read_parquet(results / "sids" / "bbq" / "seed0" / "semantic_ids.parquet")
     other = tmp_path / "other_sids.parquet"
     sids.with_columns((pl.col("c1") + 1) % 16).write_parquet(other)  # another tokenizer's codes
     for model, sids_path, message in (
         (run / "model.pt", other, "not the semantic IDs"),
-        (results / "train" / "sasrec" / "seed0" / "model.pt", results / "sids" / "bbq" / "semantic_ids.parquet",
+        (results / "train" / "sasrec" / "seed0" / "model.pt", results / "sids" / "bbq" / "seed0" / "semantic_ids.parquet",
          "variant 'sasrec' has no similarity bias"),
     ):
         result = subprocess.run([*export, "--model", str(model), "--sids", str(sids_path), "--out",

@@ -328,6 +328,23 @@ def test_bad_inputs_are_errors_naming_the_file(scientific, tmp_path):
         load_sequences(train, inputs.item_ids, 20)
 
 
+def test_behavior_path_replaces_the_embeddings_dir_behavior_stream(scientific, tmp_path):
+    """The workflow keeps one behaviour embedding per seed outside the embeddings folder (--behavior)."""
+    embeddings, _ = scientific
+    behavior = pl.read_parquet(embeddings / "behavior.parquet")
+    vectors = 2 * behavior["embedding"].to_numpy()
+    seed_file = tmp_path / "behavior" / "seed1.parquet"
+    seed_file.parent.mkdir()
+    write_parquet(embedding_frame(behavior["item_id"].to_numpy(), vectors, None), seed_file)
+    inputs = load_embeddings(embeddings, ("text", "behavior"), seed_file)
+    np.testing.assert_array_equal(inputs.features["behavior"].numpy(), vectors)
+    default = load_embeddings(embeddings, ("text", "behavior"))
+    np.testing.assert_array_equal(2 * default.features["behavior"].numpy(), vectors)
+    write_parquet(embedding_frame(behavior["item_id"].to_numpy()[:100], vectors[:100], None), seed_file)
+    with pytest.raises(InputError, match=r"seed1\.parquet: item_id column differs from .*text\.parquet"):
+        load_embeddings(embeddings, ("text", "behavior"), seed_file)
+
+
 def test_quantize_script_rejects_an_unknown_config_key(scientific, tmp_path):
     embeddings, train = scientific
     spec = importlib.util.spec_from_file_location("quantize_script", SCRIPTS / "quantize.py")

@@ -130,7 +130,7 @@ def test_slurm_run_matches_local_run(slurm_cluster, basic_config_run, tmp_path, 
 
     # Same config and seed, same results, wherever the jobs ran.
     results = "results/gift-cards"
-    tables = [f"{results}/sids/bbq/semantic_ids.parquet"]
+    tables = [f"{results}/sids/bbq/seed0/semantic_ids.parquet"]
     tables += [f"{results}/eval/{variant}/seed0/metrics.parquet" for variant in ("sasrec", "bbqrec")]
     tables += ["results/comparison.parquet"]
     for table in tables:

@@ -57,6 +57,7 @@ SCRIPTS = Path(workflow.basedir) / "workflow" / "scripts"
 wildcard_constraints:
     dataset="|".join(DATASETS) if DATASETS else "^$",
     source=r"[a-z0-9][a-z0-9-]*",
+    seed=r"\d+",
 
 
 def script(name, launcher="python"):
@@ -149,18 +150,29 @@ def get_variants():
     return list(dict.fromkeys(variant for _, variant, _ in get_runs()))
 
 
-def get_tokenizers(dataset):
-    """The tokenizers that the variants run on `dataset` use, sorted."""
-    tokenizers = {get_variant(v).tokenizer for _, v, _ in get_runs(dataset)}
-    return sorted(tokenizers - {None})
+def get_tokenizer_seed(seed):
+    """The seed of the tokenizer (and of the behaviour embedding it reads) that a training run with `seed` uses:
+    config quantize.seed, or the run's own seed with `per_run`."""
+    tokenizer_seed = config["quantize"]["seed"]
+    return int(seed) if tokenizer_seed == "per_run" else tokenizer_seed
+
+
+def get_tokenizer_runs(dataset):
+    """(tokenizer, seed) of every tokenizer that the variants run on `dataset` use, sorted."""
+    runs = {
+        (get_variant(v).tokenizer, get_tokenizer_seed(s))
+        for _, v, s in get_runs(dataset)
+        if get_variant(v).tokenizer is not None
+    }
+    return sorted(runs)
 
 
 def get_sid_quality_outputs():
     """The SID quality report of every tokenizer that the configured runs use."""
     return [
-        f"results/{dataset}/sids/{tokenizer}/sid_quality.json"
+        f"results/{dataset}/sids/{tokenizer}/seed{seed}/sid_quality.json"
         for dataset in DATASETS
-        for tokenizer in get_tokenizers(dataset)
+        for tokenizer, seed in get_tokenizer_runs(dataset)
     ]
 
 
@@ -169,9 +181,9 @@ def get_report_outputs():
     return [
         *expand("results/{dataset}/report/dataset_stats.html", dataset=DATASETS),
         *[
-            f"results/{dataset}/report/{tokenizer}/{view}.svg"
+            f"results/{dataset}/report/{tokenizer}/seed{seed}/{view}.svg"
             for dataset in DATASETS
-            for tokenizer in get_tokenizers(dataset)
+            for tokenizer, seed in get_tokenizer_runs(dataset)
             for view in ("sid_quality", "tokenizer_log")
         ],
         *expand("results/{dataset}/report/training_curves.svg", dataset=DATASETS),
@@ -183,11 +195,6 @@ def get_report_outputs():
         "results/comparison.html",
         "results/comparison.svg",
     ]
-
-
-def get_report_title(wildcards):
-    """Figure title of a tokenizer's report views: the dataset and the tokenizer."""
-    return f"{wildcards.dataset}, tokenizer {wildcards.tokenizer}"
 
 
 def to_json(value):
@@ -284,12 +291,28 @@ def get_quantize_options(wildcards):
     }
 
 
-def get_tokenizer_embeddings(wildcards):
-    """The item embeddings a tokenizer reads: its streams (content modalities, behaviour unless ablated)."""
-    streams = tokenizer_config(
+def get_tokenizer_streams(wildcards):
+    """The streams a tokenizer reads: the content modalities, and behaviour unless ablated."""
+    return tokenizer_config(
         wildcards.tokenizer, get_quantize_options(wildcards)
     ).streams
-    return [f"results/{wildcards.dataset}/embeddings/{s}.parquet" for s in streams]
+
+
+def get_tokenizer_embeddings(wildcards):
+    """The item embeddings a tokenizer reads, by stream; the behaviour embedding is the tokenizer seed's."""
+    return {
+        stream: (
+            f"results/{wildcards.dataset}/embeddings/behavior/seed{wildcards.seed}.parquet"
+            if stream == "behavior"
+            else f"results/{wildcards.dataset}/embeddings/{stream}.parquet"
+        )
+        for stream in get_tokenizer_streams(wildcards)
+    }
+
+
+def get_behavior_arg(wildcards, input):
+    """quantize.py's / assign_sids.py's --behavior argument when the tokenizer reads the behaviour stream."""
+    return f"--behavior {input.behavior}" if "behavior" in input.keys() else ""
 
 
 def get_train_inputs(wildcards):
@@ -299,9 +322,9 @@ def get_train_inputs(wildcards):
     inputs = {"train": f"{data}/train.parquet", "valid": f"{data}/valid.parquet"}
     variant = get_variant(wildcards.variant)
     if variant.item_inputs == "sids":
-        inputs["sids"] = (
-            f"results/{wildcards.dataset}/sids/{variant.tokenizer}/semantic_ids.parquet"
-        )
+        sids_dir = f"results/{wildcards.dataset}/sids/{variant.tokenizer}"
+        tokenizer_seed = get_tokenizer_seed(wildcards.seed)
+        inputs["sids"] = f"{sids_dir}/seed{tokenizer_seed}/semantic_ids.parquet"
     if variant.item_inputs == "embeddings" or (
         variant.item_inputs == "sids" and get_train_option(wildcards, "content_inputs")
     ):

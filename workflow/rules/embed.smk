@@ -1,4 +1,5 @@
-# Stage 2: modality embeddings of every item (text, image) and the behaviour embedding (ID-only SASRec).
+# Stage 2: modality embeddings of every item (text, image) and the behaviour embedding (ID-only SASRec, one per
+# tokenizer seed).
 # Text and image run as `embed.shards` jobs each and are gathered, so a cluster embeds a catalogue in parallel.
 
 
@@ -81,9 +82,9 @@ rule behavior_embed:
         item_table="results/{dataset}/data/items.parquet",
         train="results/{dataset}/data/train.parquet",
     output:
-        "results/{dataset}/embeddings/behavior.parquet",
+        "results/{dataset}/embeddings/behavior/seed{seed}.parquet",
     log:
-        "logs/behavior_embed/{dataset}.log",
+        "logs/behavior_embed/{dataset}.seed{seed}.log",
     conda:
         "../../envs/model.yaml"
     threads: 2
@@ -93,9 +94,8 @@ rule behavior_embed:
         gpu=get_gpu_request,
     params:
         script=script("behavior_embed.py"),
-        seed=config["quantize"]["seed"],
         options=get_train_options_json,
         recorded_options=get_behavior_options_record,  # a change reruns the job
     shell:
-        "{params.script} --data results/{wildcards.dataset}/data --seed {params.seed}"
+        "{params.script} --data results/{wildcards.dataset}/data --seed {wildcards.seed}"
         " --config-json {params.options:q} --out {output} > {log} 2>&1"

@@ -1,17 +1,18 @@
 # Stage 3: the behaviour-bound tokenizer (shared residual codebook over text, image and behaviour streams)
-# and the semantic IDs it assigns. One run per tokenizer configuration the variants need.
+# and the semantic IDs it assigns. One run per tokenizer configuration and seed the variants need (the seed also
+# picks the behaviour embedding: common.smk, get_tokenizer_seed).
 
 
 rule quantize:
     input:
-        embeddings=get_tokenizer_embeddings,
+        unpack(get_tokenizer_embeddings),
         train="results/{dataset}/data/train.parquet",
     output:
-        checkpoint="results/{dataset}/quantize/{tokenizer}/tokenizer.pt",
-        codebook="results/{dataset}/quantize/{tokenizer}/codebook.parquet",
-        log_table="results/{dataset}/quantize/{tokenizer}/log.parquet",
+        checkpoint="results/{dataset}/quantize/{tokenizer}/seed{seed}/tokenizer.pt",
+        codebook="results/{dataset}/quantize/{tokenizer}/seed{seed}/codebook.parquet",
+        log_table="results/{dataset}/quantize/{tokenizer}/seed{seed}/log.parquet",
     log:
-        "logs/quantize/{dataset}.{tokenizer}.log",
+        "logs/quantize/{dataset}.{tokenizer}.seed{seed}.log",
     conda:
         "../../envs/model.yaml"
     threads: 2
@@ -21,31 +22,35 @@ rule quantize:
         gpu=get_gpu_request,
     params:
         script=script("quantize.py"),
-        seed=config["quantize"]["seed"],
+        behavior=get_behavior_arg,
         options=lambda wildcards: to_json(get_quantize_options(wildcards)),
     shell:
-        "{params.script} --embeddings-dir results/{wildcards.dataset}/embeddings"
+        "{params.script} --embeddings-dir results/{wildcards.dataset}/embeddings {params.behavior}"
         " --train {input.train} --tokenizer {wildcards.tokenizer}"
-        " --config-json {params.options:q} --seed {params.seed}"
-        " --out-dir results/{wildcards.dataset}/quantize/{wildcards.tokenizer}"
+        " --config-json {params.options:q} --seed {wildcards.seed}"
+        " --out-dir results/{wildcards.dataset}/quantize/{wildcards.tokenizer}/seed{wildcards.seed}"
         " --threads {threads} > {log} 2>&1"
 
 
 rule assign_sids:
     input:
-        embeddings=get_tokenizer_embeddings,
-        checkpoint="results/{dataset}/quantize/{tokenizer}/tokenizer.pt",
+        unpack(get_tokenizer_embeddings),
+        checkpoint="results/{dataset}/quantize/{tokenizer}/seed{seed}/tokenizer.pt",
     output:
-        sids="results/{dataset}/sids/{tokenizer}/semantic_ids.parquet",
+        sids="results/{dataset}/sids/{tokenizer}/seed{seed}/semantic_ids.parquet",
         quality=report(
-            "results/{dataset}/sids/{tokenizer}/sid_quality.json",
+            "results/{dataset}/sids/{tokenizer}/seed{seed}/sid_quality.json",
             caption="../report/sid_quality.rst",
             category="2. Semantic IDs",
             subcategory="{dataset}",
-            labels={"view": "SID quality: numbers (JSON)", "tokenizer": "{tokenizer}"},
+            labels={
+                "view": "SID quality: numbers (JSON)",
+                "tokenizer": "{tokenizer}",
+                "seed": "{seed}",
+            },
         ),
     log:
-        "logs/assign_sids/{dataset}.{tokenizer}.log",
+        "logs/assign_sids/{dataset}.{tokenizer}.seed{seed}.log",
     conda:
         "../../envs/model.yaml"
     threads: 1
@@ -54,8 +59,9 @@ rule assign_sids:
         runtime=20,
     params:
         script=script("assign_sids.py"),
+        behavior=get_behavior_arg,
     shell:
-        "{params.script} --quantize-dir results/{wildcards.dataset}/quantize/{wildcards.tokenizer}"
-        " --embeddings-dir results/{wildcards.dataset}/embeddings"
-        " --out-dir results/{wildcards.dataset}/sids/{wildcards.tokenizer}"
+        "{params.script} --quantize-dir results/{wildcards.dataset}/quantize/{wildcards.tokenizer}/seed{wildcards.seed}"
+        " --embeddings-dir results/{wildcards.dataset}/embeddings {params.behavior}"
+        " --out-dir results/{wildcards.dataset}/sids/{wildcards.tokenizer}/seed{wildcards.seed}"
         " --threads {threads} > {log} 2>&1"

@@ -39,17 +39,21 @@ rule report_dataset_stats:
 
 rule plot_sid_quality:
     input:
-        quality="results/{dataset}/sids/{tokenizer}/sid_quality.json",
+        quality="results/{dataset}/sids/{tokenizer}/seed{seed}/sid_quality.json",
     output:
         report(
-            "results/{dataset}/report/{tokenizer}/sid_quality.svg",
+            "results/{dataset}/report/{tokenizer}/seed{seed}/sid_quality.svg",
             caption="../report/sid_quality_figure.rst",
             category="2. Semantic IDs",
             subcategory="{dataset}",
-            labels={"view": "SID quality", "tokenizer": "{tokenizer}"},
+            labels={
+                "view": "SID quality",
+                "tokenizer": "{tokenizer}",
+                "seed": "{seed}",
+            },
         ),
     log:
-        "logs/plot_sid_quality/{dataset}.{tokenizer}.log",
+        "logs/plot_sid_quality/{dataset}.{tokenizer}.seed{seed}.log",
     conda:
         "../../envs/report.yaml"
     threads: 1
@@ -58,7 +62,7 @@ rule plot_sid_quality:
         runtime=5,
     params:
         script=script("plot_sid_quality.py"),
-        title=get_report_title,
+        title="{dataset}, tokenizer {tokenizer}, seed {seed}",
     shell:
         "{params.script} --quality {input.quality} --title {params.title:q}"
         " --out {output} > {log} 2>&1"
@@ -66,17 +70,21 @@ rule plot_sid_quality:
 
 rule plot_tokenizer_log:
     input:
-        log_table="results/{dataset}/quantize/{tokenizer}/log.parquet",
+        log_table="results/{dataset}/quantize/{tokenizer}/seed{seed}/log.parquet",
     output:
         report(
-            "results/{dataset}/report/{tokenizer}/tokenizer_log.svg",
+            "results/{dataset}/report/{tokenizer}/seed{seed}/tokenizer_log.svg",
             caption="../report/tokenizer_log.rst",
             category="2. Semantic IDs",
             subcategory="{dataset}",
-            labels={"view": "tokenizer training curves", "tokenizer": "{tokenizer}"},
+            labels={
+                "view": "tokenizer training curves",
+                "tokenizer": "{tokenizer}",
+                "seed": "{seed}",
+            },
         ),
     log:
-        "logs/plot_tokenizer_log/{dataset}.{tokenizer}.log",
+        "logs/plot_tokenizer_log/{dataset}.{tokenizer}.seed{seed}.log",
     conda:
         "../../envs/report.yaml"
     threads: 1
@@ -85,7 +93,7 @@ rule plot_tokenizer_log:
         runtime=5,
     params:
         script=script("plot_tokenizer_log.py"),
-        title=get_report_title,
+        title="{dataset}, tokenizer {tokenizer}, seed {seed}",
     shell:
         "{params.script} --log-table {input.log_table} --title {params.title:q}"
         " --out {output} > {log} 2>&1"

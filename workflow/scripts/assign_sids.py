@@ -18,14 +18,17 @@ import torch
 from bbqrec.io import InputError, provenance, write_json, write_parquet
 from bbqrec.quantize.sids import assign_extra, encode_items, input_duplicate_rates, sid_quality
 from bbqrec.quantize.tokenizer import BBQTokenizer
-from bbqrec.quantize.train import load_embeddings
+from bbqrec.quantize.train import embedding_path, load_embeddings
 
 
 def parse_args(argv=None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--quantize-dir", required=True, type=Path, help="results/<ds>/quantize/<tokenizer>")
+    parser.add_argument("--quantize-dir", required=True, type=Path, help="results/<ds>/quantize/<tokenizer>/seed<k>")
     parser.add_argument("--embeddings-dir", required=True, type=Path, help="results/<ds>/embeddings")
-    parser.add_argument("--out-dir", required=True, type=Path, help="results/<ds>/sids/<tokenizer>")
+    parser.add_argument(
+        "--behavior", type=Path, help="the behaviour embedding (default: <embeddings-dir>/behavior.parquet)"
+    )
+    parser.add_argument("--out-dir", required=True, type=Path, help="results/<ds>/sids/<tokenizer>/seed<k>")
     parser.add_argument("--log", type=Path, help="log file (default: stderr)")
     parser.add_argument("--threads", type=int, default=1)
     return parser.parse_args(argv)
@@ -40,10 +43,10 @@ def main(argv=None) -> None:
         raise InputError(f"{checkpoint_path}: missing tokenizer checkpoint (run the quantize stage first)")
     checkpoint = torch.load(checkpoint_path, map_location="cpu", weights_only=True)
     model = BBQTokenizer.from_checkpoint(checkpoint)
-    inputs = load_embeddings(args.embeddings_dir, model.config.streams)
+    inputs = load_embeddings(args.embeddings_dir, model.config.streams, args.behavior)
     for stream, dim in inputs.input_dims.items():
         if dim != model.input_dims[stream]:
-            path = args.embeddings_dir / f"{stream}.parquet"
+            path = embedding_path(args.embeddings_dir, stream, args.behavior)
             raise InputError(f"{path}: embedding dim {dim}, the tokenizer was trained on {model.input_dims[stream]}")
     semantic_ids = assign_extra(encode_items(model, inputs))
     quality = sid_quality(semantic_ids, model.config.codebook_size)

@@ -1,7 +1,7 @@
 """Stage `quantize`: train one BBQ tokenizer and write its checkpoint, codebook and per-epoch loss log.
 
-Reads `<embeddings-dir>/{text,image,behavior}.parquet` (the streams the tokenizer uses) and the training
-sequences `train.parquet`; writes `tokenizer.pt`, `codebook.parquet` and `log.parquet` into `--out-dir`.
+Reads `<embeddings-dir>/{text,image}.parquet` and the behaviour embedding (`--behavior`; the streams the
+tokenizer uses) and the training sequences `train.parquet`; writes `tokenizer.pt`, `codebook.parquet` and `log.parquet` into `--out-dir`.
 """
 
 from __future__ import annotations
@@ -23,11 +23,14 @@ from bbqrec.quantize.train import load_embeddings, load_sequences, train_tokeniz
 def parse_args(argv=None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--embeddings-dir", required=True, type=Path, help="results/<ds>/embeddings")
+    parser.add_argument(
+        "--behavior", type=Path, help="the behaviour embedding (default: <embeddings-dir>/behavior.parquet)"
+    )
     parser.add_argument("--train", required=True, type=Path, help="results/<ds>/data/train.parquet")
     parser.add_argument("--tokenizer", required=True, choices=sorted(TOKENIZER_PRESETS))
     parser.add_argument("--config-json", default="{}", help="the config block `quantize` as JSON (tokenizer options)")
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--out-dir", required=True, type=Path, help="results/<ds>/quantize/<tokenizer>")
+    parser.add_argument("--out-dir", required=True, type=Path, help="results/<ds>/quantize/<tokenizer>/seed<k>")
     parser.add_argument("--log", type=Path, help="log file (default: stderr)")
     parser.add_argument("--threads", type=int, default=1)
     return parser.parse_args(argv)
@@ -44,7 +47,7 @@ def main(argv=None) -> None:
     if not isinstance(overrides, dict):
         raise InputError(f"--config-json: expected a JSON object, got {type(overrides).__name__}")
     config = tokenizer_config(args.tokenizer, overrides)
-    inputs = load_embeddings(args.embeddings_dir, config.streams)
+    inputs = load_embeddings(args.embeddings_dir, config.streams, args.behavior)
     inputs.sequences = load_sequences(args.train, inputs.item_ids, config.seq_max_len)
     logging.info(
         "tokenizer %s on %d items, streams %s: %s", args.tokenizer, len(inputs.item_ids), config.streams, config

@@ -51,7 +51,7 @@ def train_and_save(args, config):
     from bbqrec import distributed
     from bbqrec.embed.common import open_stage_log
     from bbqrec.evaluation import EvalSet
-    from bbqrec.io import atomic_path, provenance, write_parquet
+    from bbqrec.io import atomic_path, provenance, read_parquet_metadata, write_parquet
     from bbqrec.training import TrainingSequences, build_model, count_items, fit, seed_everything
 
     open_stage_log(args.log if distributed.is_main() else None)
@@ -69,6 +69,10 @@ def train_and_save(args, config):
     if not distributed.is_main():  # every rank holds the same best weights; rank 0 writes them
         return
     run = {"dataset": args.dataset, "variant": args.variant, "train": asdict(config)}
+    if args.sids:  # the codes' tokenizer and seed are part of a bbqrec result (quantize.seed: per_run or fixed)
+        sids_meta = read_parquet_metadata(args.sids)
+        tokenizer_seed = sids_meta["provenance"]["seed"]
+        run["sids"] = {"path": str(args.sids), "tokenizer": sids_meta["tokenizer"], "seed": tokenizer_seed}
     saved = {
         **model.checkpoint(),
         "variant": args.variant,

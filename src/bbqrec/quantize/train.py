@@ -74,17 +74,26 @@ def read_embeddings(path: Path, stream: str) -> tuple[np.ndarray, np.ndarray, np
     return item_ids, features, present
 
 
-def load_embeddings(embeddings_dir: str | Path, streams: tuple[str, ...]) -> TokenizerInputs:
-    """Read `<embeddings_dir>/<stream>.parquet` for each stream; all must list the same items."""
-    embeddings_dir = Path(embeddings_dir)
+def embedding_path(embeddings_dir: str | Path, stream: str, behavior_path: str | Path | None = None) -> Path:
+    """`<embeddings_dir>/<stream>.parquet`, or `behavior_path` for the behaviour stream when given (the workflow
+    keeps one behaviour embedding per seed)."""
+    if stream == "behavior" and behavior_path is not None:
+        return Path(behavior_path)
+    return Path(embeddings_dir) / f"{stream}.parquet"
+
+
+def load_embeddings(
+    embeddings_dir: str | Path, streams: tuple[str, ...], behavior_path: str | Path | None = None
+) -> TokenizerInputs:
+    """Read each stream's embeddings (`embedding_path`); all must list the same items."""
     item_ids, features, present = None, {}, {}
     for stream in streams:
-        path = embeddings_dir / f"{stream}.parquet"
+        path = embedding_path(embeddings_dir, stream, behavior_path)
         ids, feats, pres = read_embeddings(path, stream)
         if item_ids is None:
-            item_ids = ids
+            item_ids, first_path = ids, path
         elif not np.array_equal(ids, item_ids):
-            raise InputError(f"{path}: item_id column differs from {streams[0]}.parquet (expected the same items)")
+            raise InputError(f"{path}: item_id column differs from {first_path} (expected the same items)")
         if not pres.any():
             raise InputError(
                 f"{path}: no item has an embedding for stream `{stream}` (set the tokenizer option `modalities` to the"
