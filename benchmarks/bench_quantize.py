@@ -1,8 +1,9 @@
 """Benchmark: tokenizer training time and peak memory, plus SID assignment and quality, on real stage outputs.
 
 Inputs are the artifacts of the upstream stages (docs/artifacts.md): `--embeddings-dir` with text.parquet
-and/or image.parquet (+ behavior.parquet) and `--train` (train.parquet). The content streams are those whose
-file exists. Without behavior.parquet, `--substitute-behavior` stands in an item2vec-style SVD of the training
+and/or image.parquet, `--behavior` (default: the seed's behaviour embedding, <embeddings-dir>/behavior/seed<k>.parquet)
+and `--train` (train.parquet). The content streams are those whose file exists. Without a behaviour embedding,
+`--substitute-behavior` stands in an item2vec-style SVD of the training
 co-occurrences (the tests' stand-in, not the SASRec embedding of the behavior_embed stage): say so when quoting.
 
     python benchmarks/bench_quantize.py --embeddings-dir results/beauty/embeddings \
@@ -46,12 +47,13 @@ def main(argv=None) -> None:
     parser.add_argument("--config-json", default="{}")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--behavior", type=Path, help="default: <embeddings-dir>/behavior/seed<seed>.parquet")
     parser.add_argument(
         "--substitute-behavior",
         type=int,
         metavar="DIM",
         default=0,
-        help="without behavior.parquet: use a co-occurrence SVD stand-in of this dim",
+        help="without a behaviour embedding: use a co-occurrence SVD stand-in of this dim",
     )
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s", stream=sys.stderr)
@@ -61,15 +63,15 @@ def main(argv=None) -> None:
     overrides.setdefault(
         "modalities", [m for m in ("text", "image") if (args.embeddings_dir / f"{m}.parquet").exists()]
     )
-    has_behavior = (args.embeddings_dir / "behavior.parquet").exists()
+    behavior = args.behavior or args.embeddings_dir / "behavior" / f"seed{args.seed}.parquet"
     config = tokenizer_config(args.tokenizer, overrides)
-    substitute = config.use_behavior and not has_behavior
+    substitute = config.use_behavior and not behavior.exists()
     if substitute and not args.substitute_behavior:
-        parser.error(f"{args.embeddings_dir}/behavior.parquet missing: pass --substitute-behavior DIM")
+        parser.error(f"{behavior} missing: pass --behavior PATH or --substitute-behavior DIM")
     inputs = load_embeddings(
-        args.embeddings_dir, tuple(s for s in config.streams if not (substitute and s == "behavior"))
+        args.embeddings_dir, tuple(s for s in config.streams if not (substitute and s == "behavior")), behavior
     )
-    behavior_source = "behavior.parquet" if config.use_behavior else None
+    behavior_source = str(behavior) if config.use_behavior else None
     if substitute:
         inputs.features["behavior"] = substitute_behavior(
             args.train, inputs.item_ids, args.substitute_behavior, args.seed
