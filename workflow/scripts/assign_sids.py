@@ -26,7 +26,10 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument("--quantize-dir", required=True, type=Path, help="results/<ds>/quantize/<tokenizer>/seed<k>")
     parser.add_argument("--embeddings-dir", required=True, type=Path, help="results/<ds>/embeddings")
     parser.add_argument(
-        "--behavior", type=Path, help="the behaviour embedding (default: <embeddings-dir>/behavior.parquet)"
+        "--behavior",
+        type=Path,
+        help="the behaviour embedding (the workflow: embeddings/behavior/seed<k>.parquet; default"
+        " <embeddings-dir>/behavior.parquet)",
     )
     parser.add_argument("--out-dir", required=True, type=Path, help="results/<ds>/sids/<tokenizer>/seed<k>")
     parser.add_argument("--log", type=Path, help="log file (default: stderr)")

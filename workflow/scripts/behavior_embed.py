@@ -2,7 +2,7 @@
 
 The model is trained on the TRAINING sequences only: its own validation target is the last item of each
 training sequence (never the real valid/test targets), its training sequences the rest. Writes
-behavior.parquet (item_id, embedding fixed_size_list<f32>[D]), one row per item of items.parquet, sorted by
+`--out` (item_id, embedding fixed_size_list<f32>[D]), one row per item of items.parquet, sorted by
 item_id; the embedding is the item's learned ID vector. Same model and trainer code as the train stage.
 """
 
@@ -18,7 +18,7 @@ def parse_args(argv=None):
     parser.add_argument("--data", required=True, help="results/<ds>/data: items.parquet and train.parquet")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--config-json", default="{}", help="train config as JSON (keys: DEFAULT_TRAIN_CONFIG)")
-    parser.add_argument("--out", required=True, help="embeddings/behavior.parquet")
+    parser.add_argument("--out", required=True, help="embeddings/behavior/seed<k>.parquet (the workflow: one per seed)")
     parser.add_argument("--log", default=None, help="log file (default: stderr)")
     return parser.parse_args(argv)
 

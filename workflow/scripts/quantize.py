@@ -1,7 +1,8 @@
 """Stage `quantize`: train one BBQ tokenizer and write its checkpoint, codebook and per-epoch loss log.
 
 Reads `<embeddings-dir>/{text,image}.parquet` and the behaviour embedding (`--behavior`; the streams the
-tokenizer uses) and the training sequences `train.parquet`; writes `tokenizer.pt`, `codebook.parquet` and `log.parquet` into `--out-dir`.
+tokenizer uses) and the training sequences `train.parquet`; writes `tokenizer.pt`, `codebook.parquet` and
+`log.parquet` into `--out-dir`.
 """
 
 from __future__ import annotations
@@ -24,7 +25,10 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--embeddings-dir", required=True, type=Path, help="results/<ds>/embeddings")
     parser.add_argument(
-        "--behavior", type=Path, help="the behaviour embedding (default: <embeddings-dir>/behavior.parquet)"
+        "--behavior",
+        type=Path,
+        help="the behaviour embedding (the workflow: embeddings/behavior/seed<k>.parquet; default"
+        " <embeddings-dir>/behavior.parquet)",
     )
     parser.add_argument("--train", required=True, type=Path, help="results/<ds>/data/train.parquet")
     parser.add_argument("--tokenizer", required=True, choices=sorted(TOKENIZER_PRESETS))
