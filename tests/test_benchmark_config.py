@@ -79,6 +79,18 @@ def test_tokenizer_seed_follows_each_run_or_is_one_fixed_seed(tmp_path):
     assert job_counts(fixed.stdout)["quantize"] == job_counts(fixed.stdout)["behavior_embed"] == 1
 
 
+def test_a_tokenizer_reads_behavior_models_behaviour_sasrecs(tmp_path):
+    config = "datasets: [scientific-mm]\ntrain:\n  variants: [bbqrec]\n  seeds: [0, 1]\nquantize:\n  behavior_models: 2\n"
+    (tmp_path / "two.yaml").write_text(config)
+    result = dry_run("--configfile", str(tmp_path / "two.yaml"))
+    assert result.returncode == 0, result.stderr
+    # tokenizer seed 1 reads the behaviour SASRecs of seeds 1 and 1001; 2 tokenizers x 2 models
+    inputs = planned_inputs(result.stdout, "quantize", "results/scientific-mm/quantize/bbq/seed1/tokenizer.pt")
+    assert "embeddings/behavior/seed1.parquet" in inputs and "embeddings/behavior/seed1001.parquet" in inputs
+    assert "seed0.parquet" not in inputs and "seed1000.parquet" not in inputs
+    assert job_counts(result.stdout)["quantize"] == 2 and job_counts(result.stdout)["behavior_embed"] == 4
+
+
 def test_ablations_on_a_dataset_that_is_not_configured_is_an_error_naming_the_key():
     result = dry_run(
         "--configfile", str(COMPARISON), "--config", "datasets=[beauty]"

@@ -54,6 +54,8 @@ def test_default_config_is_valid_and_package_defaults_pass_the_schema():
         ({"embed": {"text": {"fields": ["title", "price"]}}}, "'price' is not one of"),
         ({"quantize": {"seed": "per_seed"}}, "'per_seed' is not valid under any of the given schemas"),
         ({"quantize": {"seed": -1}}, "-1 is less than the minimum of 0"),
+        ({"quantize": {"behavior_models": 0}}, "0 is less than the minimum of 1"),
+        ({"quantize": {"behavior_models": "3"}}, "'3' is not of type 'integer'"),
     ],
 )
 def test_bad_keys_and_values_are_named(patch, message):

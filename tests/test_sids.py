@@ -20,6 +20,7 @@ import torch
 from scipy.sparse.linalg import svds
 
 from bbqrec.io import InputError, read_parquet_metadata, write_parquet
+from bbqrec.quantize.config import behavior_seeds
 from bbqrec.quantize.sids import assign_extra, encode_items, sid_quality
 from bbqrec.quantize.tokenizer import BBQTokenizer, tokenizer_config
 from bbqrec.quantize.train import TokenizerInputs, load_embeddings, load_sequences, train_tokenizer
@@ -198,7 +199,9 @@ def test_quantize_and_assign_sids_scripts_write_the_artifacts(scientific, tmp_pa
         "seconds",
     ):
         assert log[term].is_finite().all(), term
-    assert read_parquet_metadata(quantize_dir / "log.parquet")["provenance"]["seed"] == 0
+    provenance = read_parquet_metadata(quantize_dir / "log.parquet")["provenance"]
+    assert provenance["seed"] == 0
+    assert provenance["config"]["behavior_files"] == [str(embeddings / "behavior.parquet")]  # the default file
 
     result = run_script(
         "assign_sids.py",
@@ -226,6 +229,8 @@ def test_quantize_and_assign_sids_scripts_write_the_artifacts(scientific, tmp_pa
         }
     )
     assert sids.group_by("stream").len().sort("stream").rows() == [("behavior", 1585), ("image", 1585), ("text", 1585)]
+    sids_provenance = read_parquet_metadata(sids_dir / "semantic_ids.parquet")["provenance"]["config"]
+    assert sids_provenance["behavior_files"] == [str(embeddings / "behavior.parquet")]
     assert sids.select("stream", "c1", "c2", "c3", "extra").n_unique() == sids.height  # every ID unique
     assert sids.select(pl.col("c1", "c2", "c3").is_between(0, 31).all()).row(0) == (True, True, True)
     quality = json.loads((sids_dir / "sid_quality.json").read_text())
@@ -343,6 +348,34 @@ def test_behavior_path_replaces_the_embeddings_dir_behavior_stream(scientific, t
     write_parquet(embedding_frame(behavior["item_id"].to_numpy()[:100], vectors[:100], None), seed_file)
     with pytest.raises(InputError, match=r"seed1\.parquet: item_id column differs from .*text\.parquet"):
         load_embeddings(embeddings, ("text", "behavior"), seed_file)
+
+
+def test_several_behavior_files_are_concatenated_along_the_dimension(scientific, tmp_path):
+    """quantize.behavior_models > 1: x_B = [e_1 ; e_2], the item rows of two behaviour SASRecs side by side."""
+    embeddings, _ = scientific
+    behavior = pl.read_parquet(embeddings / "behavior.parquet")
+    item_ids, first = behavior["item_id"].to_numpy(), behavior["embedding"].to_numpy()
+    second = -3 * first[:, :5]
+    second_file = tmp_path / "seed1001.parquet"
+    write_parquet(embedding_frame(item_ids, second, None), second_file)
+    inputs = load_embeddings(embeddings, ("text", "behavior"), [embeddings / "behavior.parquet", second_file])
+    assert inputs.input_dims["behavior"] == first.shape[1] + 5
+    np.testing.assert_array_equal(inputs.features["behavior"].numpy(), np.concatenate([first, second], axis=1))
+    assert inputs.present["behavior"].all()
+    # one file given as a list or alone reads the same
+    alone = load_embeddings(embeddings, ("behavior",), embeddings / "behavior.parquet")
+    as_list = load_embeddings(embeddings, ("behavior",), [embeddings / "behavior.parquet"])
+    assert torch.equal(alone.features["behavior"], as_list.features["behavior"])
+    write_parquet(embedding_frame(item_ids[1:], second[1:], None), second_file)
+    with pytest.raises(InputError, match=r"seed1001\.parquet: item_id column differs from .*behavior\.parquet"):
+        load_embeddings(embeddings, ("behavior",), [embeddings / "behavior.parquet", second_file])
+
+
+def test_behavior_seeds_start_at_the_tokenizer_seed_a_stride_apart():
+    assert behavior_seeds(1, 1) == [1]
+    assert behavior_seeds(2, 3) == [2, 1002, 2002]
+    with pytest.raises(InputError, match=r"quantize\.behavior_models.*got 0"):
+        behavior_seeds(0, 0)
 
 
 def test_quantize_script_rejects_an_unknown_config_key(scientific, tmp_path):

@@ -16,7 +16,7 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 from bbqrec.data.config import load_dataset_config, merge_prepare_options  # noqa: E402
 from bbqrec.data.download import resolve_source, tree_digest  # noqa: E402
 from bbqrec.models.variants import get_variant  # noqa: E402
-from bbqrec.quantize.config import tokenizer_config  # noqa: E402
+from bbqrec.quantize.config import behavior_seeds, tokenizer_config  # noqa: E402
 from bbqrec.training import DEFAULT_TRAIN_CONFIG, SEMANTIC_ID_OPTIONS  # noqa: E402
 
 validate(config, schema="../schemas/config.schema.yaml")
@@ -299,10 +299,17 @@ def get_tokenizer_streams(wildcards):
 
 
 def get_tokenizer_embeddings(wildcards):
-    """The item embeddings a tokenizer reads, by stream; the behaviour embedding is the tokenizer seed's."""
+    """The item embeddings a tokenizer reads, by stream; the behaviour stream reads the behaviour SASRecs of
+    behavior_seeds(tokenizer seed, quantize.behavior_models)."""
+    behavior = [
+        f"results/{wildcards.dataset}/embeddings/behavior/seed{seed}.parquet"
+        for seed in behavior_seeds(
+            wildcards.seed, config["quantize"]["behavior_models"]
+        )
+    ]
     return {
         stream: (
-            f"results/{wildcards.dataset}/embeddings/behavior/seed{wildcards.seed}.parquet"
+            behavior
             if stream == "behavior"
             else f"results/{wildcards.dataset}/embeddings/{stream}.parquet"
         )

@@ -18,7 +18,7 @@ import torch
 from bbqrec.io import InputError, provenance, write_json, write_parquet
 from bbqrec.quantize.sids import assign_extra, encode_items, input_duplicate_rates, sid_quality
 from bbqrec.quantize.tokenizer import BBQTokenizer
-from bbqrec.quantize.train import embedding_path, load_embeddings
+from bbqrec.quantize.train import embedding_paths, load_embeddings
 
 
 def parse_args(argv=None) -> argparse.Namespace:
@@ -28,8 +28,10 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument(
         "--behavior",
         type=Path,
-        help="the behaviour embedding (the workflow: embeddings/behavior/seed<k>.parquet; default"
-        " <embeddings-dir>/behavior.parquet)",
+        nargs="+",
+        help="the behaviour embedding; several files are concatenated along the dimension (the workflow:"
+        " embeddings/behavior/seed<k>.parquet, then seed<k+1000>, seed<k+2000>, ... for quantize.behavior_models > 1;"
+        " default <embeddings-dir>/behavior.parquet)",
     )
     parser.add_argument("--out-dir", required=True, type=Path, help="results/<ds>/sids/<tokenizer>/seed<k>")
     parser.add_argument("--log", type=Path, help="log file (default: stderr)")
@@ -49,8 +51,8 @@ def main(argv=None) -> None:
     inputs = load_embeddings(args.embeddings_dir, model.config.streams, args.behavior)
     for stream, dim in inputs.input_dims.items():
         if dim != model.input_dims[stream]:
-            path = embedding_path(args.embeddings_dir, stream, args.behavior)
-            raise InputError(f"{path}: embedding dim {dim}, the tokenizer was trained on {model.input_dims[stream]}")
+            paths = " + ".join(map(str, embedding_paths(args.embeddings_dir, stream, args.behavior)))
+            raise InputError(f"{paths}: embedding dim {dim}, the tokenizer was trained on {model.input_dims[stream]}")
     semantic_ids = assign_extra(encode_items(model, inputs))
     quality = sid_quality(semantic_ids, model.config.codebook_size)
     quality["tokenizer"] = checkpoint["tokenizer"]
@@ -60,7 +62,10 @@ def main(argv=None) -> None:
         quality["streams"][stream]["input_duplicate_rate"] = rate
     meta = {
         "tokenizer": checkpoint["tokenizer"],
-        "provenance": provenance(model.config.to_dict(), checkpoint["provenance"]["seed"]),
+        "provenance": provenance(
+            {**model.config.to_dict(), "behavior_files": checkpoint["provenance"]["config"].get("behavior_files", [])},
+            checkpoint["provenance"]["seed"],
+        ),
     }
     write_parquet(semantic_ids, args.out_dir / "semantic_ids.parquet", metadata=meta)
     write_json(quality, args.out_dir / "sid_quality.json")

@@ -17,8 +17,9 @@ import torch
 
 from bbqrec.io import InputError, atomic_path, provenance, write_parquet
 from bbqrec.quantize.sids import codebook_frame
+from bbqrec.quantize.config import BEHAVIOR
 from bbqrec.quantize.tokenizer import TOKENIZER_PRESETS, tokenizer_config
-from bbqrec.quantize.train import load_embeddings, load_sequences, train_tokenizer
+from bbqrec.quantize.train import embedding_paths, load_embeddings, load_sequences, train_tokenizer
 
 
 def parse_args(argv=None) -> argparse.Namespace:
@@ -27,8 +28,10 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument(
         "--behavior",
         type=Path,
-        help="the behaviour embedding (the workflow: embeddings/behavior/seed<k>.parquet; default"
-        " <embeddings-dir>/behavior.parquet)",
+        nargs="+",
+        help="the behaviour embedding; several files are concatenated along the dimension (the workflow:"
+        " embeddings/behavior/seed<k>.parquet, then seed<k+1000>, seed<k+2000>, ... for quantize.behavior_models > 1;"
+        " default <embeddings-dir>/behavior.parquet)",
     )
     parser.add_argument("--train", required=True, type=Path, help="results/<ds>/data/train.parquet")
     parser.add_argument("--tokenizer", required=True, choices=sorted(TOKENIZER_PRESETS))
@@ -58,7 +61,9 @@ def main(argv=None) -> None:
     )
 
     model, log_frame = train_tokenizer(inputs, config, seed=args.seed)
-    meta = {"tokenizer": args.tokenizer, "provenance": provenance(config.to_dict(), args.seed)}
+    behavior_files = [str(p) for p in embedding_paths(args.embeddings_dir, BEHAVIOR, args.behavior)]
+    run = {**config.to_dict(), "behavior_files": behavior_files if BEHAVIOR in config.streams else []}
+    meta = {"tokenizer": args.tokenizer, "provenance": provenance(run, args.seed)}
     with atomic_path(args.out_dir / "tokenizer.pt", ".pt") as tmp:
         torch.save({**model.checkpoint(), **meta}, tmp)
     write_parquet(codebook_frame(model), args.out_dir / "codebook.parquet", metadata=meta)

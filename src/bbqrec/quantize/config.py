@@ -90,6 +90,18 @@ class TokenizerConfig:
         return out
 
 
+# Behaviour SASRec j of a tokenizer with seed k has seed k + j * BEHAVIOR_SEED_STRIDE: model 0 is the one a
+# single-model tokenizer reads, and tokenizers with seeds below the stride share no model.
+BEHAVIOR_SEED_STRIDE = 1000
+
+
+def behavior_seeds(tokenizer_seed: int, models: int) -> list[int]:
+    """Seeds of the behaviour SASRecs whose item rows, concatenated, are the x_B of the tokenizer `tokenizer_seed`."""
+    if models < 1:
+        raise InputError(f"config key `quantize.behavior_models`: expected an integer >= 1, got {models}")
+    return [int(tokenizer_seed) + j * BEHAVIOR_SEED_STRIDE for j in range(models)]
+
+
 # The tokenizers the workflow can build: name -> the switches that define it (they win over the config block).
 TOKENIZER_PRESETS: dict[str, dict[str, Any]] = {
     "bbq": {},

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -74,30 +75,50 @@ def read_embeddings(path: Path, stream: str) -> tuple[np.ndarray, np.ndarray, np
     return item_ids, features, present
 
 
-def embedding_path(embeddings_dir: str | Path, stream: str, behavior_path: str | Path | None = None) -> Path:
-    """`<embeddings_dir>/<stream>.parquet`, or `behavior_path` for the behaviour stream when given (the workflow
-    keeps one behaviour embedding per seed)."""
-    if stream == "behavior" and behavior_path is not None:
-        return Path(behavior_path)
-    return Path(embeddings_dir) / f"{stream}.parquet"
+def embedding_paths(
+    embeddings_dir: str | Path, stream: str, behavior_paths: str | Path | Sequence[str | Path] | None = None
+) -> list[Path]:
+    """`[<embeddings_dir>/<stream>.parquet]`, or `behavior_paths` for the behaviour stream when given (the workflow
+    keeps one behaviour embedding per seed, and reads several for `quantize.behavior_models` > 1)."""
+    if stream == "behavior" and behavior_paths is not None:
+        if isinstance(behavior_paths, (str, Path)):
+            return [Path(behavior_paths)]
+        return [Path(p) for p in behavior_paths]
+    return [Path(embeddings_dir) / f"{stream}.parquet"]
+
+
+def read_stream(paths: list[Path], stream: str) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """`read_embeddings` of one file, or of several concatenated along the dimension: x_B = [e_1 ; e_2 ; ...]
+    from behaviour SASRecs of different seeds (an item must be present in all of them)."""
+    item_ids, features, present = read_embeddings(paths[0], stream)
+    if len(paths) == 1:
+        return item_ids, features, present
+    for path in paths[1:]:
+        ids, feats, pres = read_embeddings(path, stream)
+        if not np.array_equal(ids, item_ids):
+            raise InputError(f"{path}: item_id column differs from {paths[0]} (expected the same items)")
+        features, present = np.concatenate([features, feats], axis=1), present & pres
+    return item_ids, features * present[:, None], present
 
 
 def load_embeddings(
-    embeddings_dir: str | Path, streams: tuple[str, ...], behavior_path: str | Path | None = None
+    embeddings_dir: str | Path,
+    streams: tuple[str, ...],
+    behavior_paths: str | Path | Sequence[str | Path] | None = None,
 ) -> TokenizerInputs:
-    """Read each stream's embeddings (`embedding_path`); all must list the same items."""
+    """Read each stream's embeddings (`embedding_paths`); all must list the same items."""
     item_ids, features, present = None, {}, {}
     for stream in streams:
-        path = embedding_path(embeddings_dir, stream, behavior_path)
-        ids, feats, pres = read_embeddings(path, stream)
+        paths = embedding_paths(embeddings_dir, stream, behavior_paths)
+        ids, feats, pres = read_stream(paths, stream)
         if item_ids is None:
-            item_ids, first_path = ids, path
+            item_ids, first_path = ids, paths[0]
         elif not np.array_equal(ids, item_ids):
-            raise InputError(f"{path}: item_id column differs from {first_path} (expected the same items)")
+            raise InputError(f"{paths[0]}: item_id column differs from {first_path} (expected the same items)")
         if not pres.any():
             raise InputError(
-                f"{path}: no item has an embedding for stream `{stream}` (set the tokenizer option `modalities` to the"
-                " content streams this dataset has)"
+                f"{paths[0]}: no item has an embedding for stream `{stream}` (set the tokenizer option `modalities` to"
+                " the content streams this dataset has)"
             )
         features[stream], present[stream] = torch.from_numpy(feats), torch.from_numpy(pres)
     return TokenizerInputs(item_ids=item_ids, features=features, present=present)
