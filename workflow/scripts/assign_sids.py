@@ -18,21 +18,14 @@ import torch
 from bbqrec.io import InputError, provenance, write_json, write_parquet
 from bbqrec.quantize.sids import assign_extra, encode_items, input_duplicate_rates, sid_quality
 from bbqrec.quantize.tokenizer import BBQTokenizer
-from bbqrec.quantize.train import embedding_paths, load_embeddings
+from bbqrec.quantize.train import add_behavior_argument, embedding_paths, load_embeddings
 
 
 def parse_args(argv=None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--quantize-dir", required=True, type=Path, help="results/<ds>/quantize/<tokenizer>/seed<k>")
     parser.add_argument("--embeddings-dir", required=True, type=Path, help="results/<ds>/embeddings")
-    parser.add_argument(
-        "--behavior",
-        type=Path,
-        nargs="+",
-        help="the behaviour embedding; several files are concatenated along the dimension (the workflow:"
-        " embeddings/behavior/seed<k>.parquet, then seed<k+1000>, seed<k+2000>, ... for quantize.behavior_models > 1;"
-        " default <embeddings-dir>/behavior.parquet)",
-    )
+    add_behavior_argument(parser)
     parser.add_argument("--out-dir", required=True, type=Path, help="results/<ds>/sids/<tokenizer>/seed<k>")
     parser.add_argument("--log", type=Path, help="log file (default: stderr)")
     parser.add_argument("--threads", type=int, default=1)

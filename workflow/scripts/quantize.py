@@ -16,23 +16,22 @@ from pathlib import Path
 import torch
 
 from bbqrec.io import InputError, atomic_path, provenance, write_parquet
-from bbqrec.quantize.sids import codebook_frame
 from bbqrec.quantize.config import BEHAVIOR
+from bbqrec.quantize.sids import codebook_frame
 from bbqrec.quantize.tokenizer import TOKENIZER_PRESETS, tokenizer_config
-from bbqrec.quantize.train import embedding_paths, load_embeddings, load_sequences, train_tokenizer
+from bbqrec.quantize.train import (
+    add_behavior_argument,
+    embedding_paths,
+    load_embeddings,
+    load_sequences,
+    train_tokenizer,
+)
 
 
 def parse_args(argv=None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--embeddings-dir", required=True, type=Path, help="results/<ds>/embeddings")
-    parser.add_argument(
-        "--behavior",
-        type=Path,
-        nargs="+",
-        help="the behaviour embedding; several files are concatenated along the dimension (the workflow:"
-        " embeddings/behavior/seed<k>.parquet, then seed<k+1000>, seed<k+2000>, ... for quantize.behavior_models > 1;"
-        " default <embeddings-dir>/behavior.parquet)",
-    )
+    add_behavior_argument(parser)
     parser.add_argument("--train", required=True, type=Path, help="results/<ds>/data/train.parquet")
     parser.add_argument("--tokenizer", required=True, choices=sorted(TOKENIZER_PRESETS))
     parser.add_argument("--config-json", default="{}", help="the config block `quantize` as JSON (tokenizer options)")

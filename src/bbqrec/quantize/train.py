@@ -10,6 +10,7 @@ encoders then leave alone (the `bbq-no-club` ablation).
 
 from __future__ import annotations
 
+import argparse
 import logging
 import time
 from collections.abc import Sequence
@@ -73,6 +74,18 @@ def read_embeddings(path: Path, stream: str) -> tuple[np.ndarray, np.ndarray, np
     if len(bad_rows):
         raise InputError(f"{path}: row {bad_rows[0]}: embedding has non-finite values")
     return item_ids, features, present
+
+
+def add_behavior_argument(parser: argparse.ArgumentParser) -> None:
+    """The `--behavior` option of the quantize and assign_sids stages (both must read the same files)."""
+    parser.add_argument(
+        "--behavior",
+        type=Path,
+        nargs="+",
+        help="the behaviour embedding; several files are concatenated along the dimension (the workflow:"
+        " embeddings/behavior/seed<k>.parquet, then seed<k+1000>, seed<k+2000>, ... for quantize.behavior_models > 1;"
+        " default <embeddings-dir>/behavior.parquet)",
+    )
 
 
 def embedding_paths(
