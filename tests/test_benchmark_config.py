@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import yaml
 from snakemake.utils import validate
-from workflow_runs import REPO, dry_run, job_counts
+from workflow_runs import REPO, copy_workflow, dry_run, job_counts, snakemake
 
 BENCHMARK = REPO / "config" / "benchmark.yaml"
 COMPARISON = REPO / "config" / "comparison.yaml"
@@ -89,6 +89,37 @@ def test_a_tokenizer_reads_behavior_models_behaviour_sasrecs(tmp_path):
     assert "embeddings/behavior/seed1.parquet" in inputs and "embeddings/behavior/seed1001.parquet" in inputs
     assert "seed0.parquet" not in inputs and "seed1000.parquet" not in inputs
     assert job_counts(result.stdout)["quantize"] == 2 and job_counts(result.stdout)["behavior_embed"] == 4
+
+
+def test_a_dataset_file_sets_its_own_behavior_models(tmp_path):
+    """A dataset file's quantize.behavior_models wins over config.yaml's for that dataset only, and is checked
+    against the same schema (the error names the file)."""
+    workdir = copy_workflow(tmp_path / "workdir")
+    dataset_file = workdir / "config" / "datasets" / "scientific.yaml"
+    original = dataset_file.read_text()
+    dataset_file.write_text(original + "quantize:\n  behavior_models: 3\n  epochs: 5\n")
+    config = tmp_path / "two.yaml"
+    config.write_text(
+        f"data_root: {REPO.parent / 'shared' / 'data'}\ndatasets: [scientific, scientific-mm]\n"
+        "train:\n  variants: [bbqrec]\n  seeds: [1]\n"
+    )
+    result = snakemake("-n", "-p", "--cores", "1", "--forceall", "--configfile", str(config), cwd=workdir)
+    assert result.returncode == 0, result.stdout + result.stderr
+    inputs = planned_inputs(result.stdout, "quantize", "results/scientific/quantize/bbq/seed1/tokenizer.pt")
+    assert all(f"scientific/embeddings/behavior/seed{k}.parquet" in inputs for k in (1, 1001, 2001))
+    # scientific-mm keeps config.yaml's single model
+    inputs = planned_inputs(result.stdout, "quantize", "results/scientific-mm/quantize/bbq/seed1/tokenizer.pt")
+    assert "behavior/seed1.parquet" in inputs and "seed1001" not in inputs
+    assert job_counts(result.stdout)["behavior_embed"] == 3 + 1
+    # the tokenizer options lose behavior_models and keep the dataset's other overrides
+    assert '"epochs":5' in result.stdout and 'behavior_models' not in result.stdout
+
+    dataset_file.write_text(original + "quantize:\n  behavior_models: 0\n")
+    result = snakemake("-n", "--cores", "1", "--configfile", str(config), cwd=workdir)
+    output = result.stdout + result.stderr
+    assert result.returncode != 0
+    assert "config/datasets/scientific.yaml (quantize/train overrides)" in output
+    assert "0 is less than the minimum of 1" in output
 
 
 def test_ablations_on_a_dataset_that_is_not_configured_is_an_error_naming_the_key():

@@ -27,12 +27,19 @@ DATASET_CONFIGS = {
     name: load_dataset_config(DATASET_DIR / f"{name}.yaml") for name in DATASETS
 }
 for _name, _dataset in DATASET_CONFIGS.items():
-    # A dataset file's stage overrides obey the same schema as config.yaml's `options` blocks.
+    # A dataset file's stage overrides obey the same schema as config.yaml's `options` blocks (and its quantize
+    # block's behavior_models as config.yaml's quantize.behavior_models).
+    _quantize = dict(_dataset["quantize"])
+    _models = (
+        {"behavior_models": _quantize.pop("behavior_models")}
+        if "behavior_models" in _quantize
+        else {}
+    )
     try:
         validate(
             {
                 "datasets": [_name],
-                "quantize": {"options": _dataset["quantize"]},
+                "quantize": {"options": _quantize, **_models},
                 "train": {"options": _dataset["train"]},
             },
             schema="../schemas/config.schema.yaml",
@@ -283,12 +290,24 @@ def get_eval_options_json(wildcards, threads):
 
 
 def get_quantize_options(wildcards):
-    """config.yaml's quantize.options with the dataset's modalities and its `quantize` overrides."""
+    """config.yaml's quantize.options with the dataset's modalities and its `quantize` overrides (all but
+    behavior_models, which is not a tokenizer option)."""
     return {
         **config["quantize"]["options"],
         "modalities": get_modalities(wildcards),
-        **DATASET_CONFIGS[wildcards.dataset]["quantize"],
+        **{
+            key: value
+            for key, value in DATASET_CONFIGS[wildcards.dataset]["quantize"].items()
+            if key != "behavior_models"
+        },
     }
+
+
+def get_behavior_models(dataset):
+    """config quantize.behavior_models, unless the dataset file's quantize block sets its own."""
+    return DATASET_CONFIGS[dataset]["quantize"].get(
+        "behavior_models", config["quantize"]["behavior_models"]
+    )
 
 
 def get_tokenizer_streams(wildcards):
@@ -300,11 +319,11 @@ def get_tokenizer_streams(wildcards):
 
 def get_tokenizer_embeddings(wildcards):
     """The item embeddings a tokenizer reads, by stream; the behaviour stream reads the behaviour SASRecs of
-    behavior_seeds(tokenizer seed, quantize.behavior_models)."""
+    behavior_seeds(tokenizer seed, the dataset's behavior_models)."""
     behavior = [
         f"results/{wildcards.dataset}/embeddings/behavior/seed{seed}.parquet"
         for seed in behavior_seeds(
-            wildcards.seed, config["quantize"]["behavior_models"]
+            wildcards.seed, get_behavior_models(wildcards.dataset)
         )
     ]
     return {
