@@ -41,9 +41,10 @@ def test_comparison_config_plans_the_main_runs_and_the_ablations_on_their_datase
     # 4 datasets x (sasrec, sasrec-mm, bbqrec) x 3 seeds + 2 datasets x 4 ablations x seed 0
     assert counts["train"] == counts["evaluate"] == 4 * 3 * 3 + 2 * 4
     # quantize.seed per_run: bbq with each of the 3 seeds on every dataset; bbq-no-club and bbq-no-behavior with
-    # seed 0 only where the ablations run; a behaviour SASRec per dataset and seed (no-club shares seed 0's)
+    # seed 0 only where the ablations run; behaviour SASRecs per dataset and seed (no-club shares seed 0's): three
+    # (seeds k, k+1000, k+2000) on the text datasets, whose files set quantize.behavior_models 3, one on MovieLens
     assert counts["quantize"] == counts["assign_sids"] == 4 * 3 + 2 * 2
-    assert counts["behavior_embed"] == 4 * 3
+    assert counts["behavior_embed"] == 3 * 3 * 3 + 3
     planned = result.stdout
     assert "results/beauty/eval/bbqrec-no-club/seed0/metrics.parquet" in planned
     assert "results/scientific/eval/bbqrec-no-club" not in planned
@@ -73,19 +74,20 @@ def test_tokenizer_seed_follows_each_run_or_is_one_fixed_seed(tmp_path):
     assert "embeddings/behavior/seed1.parquet" in planned_inputs(
         per_run.stdout, "quantize", "results/scientific-mm/quantize/bbq/seed1/tokenizer.pt"
     )
-    assert job_counts(per_run.stdout)["quantize"] == job_counts(per_run.stdout)["behavior_embed"] == 3
-    # a fixed seed: one behaviour SASRec and one tokenizer, read by every run
+    # (scientific-mm.yaml sets quantize.behavior_models 3: each tokenizer also reads seeds k+1000 and k+2000)
+    assert job_counts(per_run.stdout)["quantize"] == 3 and job_counts(per_run.stdout)["behavior_embed"] == 3 * 3
+    # a fixed seed: one tokenizer (and its behaviour SASRecs), read by every run
     assert "results/scientific-mm/sids/bbq/seed7/semantic_ids.parquet" in planned_inputs(fixed.stdout, "train", seed1)
-    assert job_counts(fixed.stdout)["quantize"] == job_counts(fixed.stdout)["behavior_embed"] == 1
+    assert job_counts(fixed.stdout)["quantize"] == 1 and job_counts(fixed.stdout)["behavior_embed"] == 3
 
 
 def test_a_tokenizer_reads_behavior_models_behaviour_sasrecs(tmp_path):
-    config = "datasets: [scientific-mm]\ntrain:\n  variants: [bbqrec]\n  seeds: [0, 1]\nquantize:\n  behavior_models: 2\n"
+    config = "datasets: [movielens-mm]\ntrain:\n  variants: [bbqrec]\n  seeds: [0, 1]\nquantize:\n  behavior_models: 2\n"
     (tmp_path / "two.yaml").write_text(config)
     result = dry_run("--configfile", str(tmp_path / "two.yaml"))
     assert result.returncode == 0, result.stderr
     # tokenizer seed 1 reads the behaviour SASRecs of seeds 1 and 1001; 2 tokenizers x 2 models
-    inputs = planned_inputs(result.stdout, "quantize", "results/scientific-mm/quantize/bbq/seed1/tokenizer.pt")
+    inputs = planned_inputs(result.stdout, "quantize", "results/movielens-mm/quantize/bbq/seed1/tokenizer.pt")
     assert "embeddings/behavior/seed1.parquet" in inputs and "embeddings/behavior/seed1001.parquet" in inputs
     assert "seed0.parquet" not in inputs and "seed1000.parquet" not in inputs
     assert job_counts(result.stdout)["quantize"] == 2 and job_counts(result.stdout)["behavior_embed"] == 4
@@ -95,30 +97,31 @@ def test_a_dataset_file_sets_its_own_behavior_models(tmp_path):
     """A dataset file's quantize.behavior_models wins over config.yaml's for that dataset only, and is checked
     against the same schema (the error names the file)."""
     workdir = copy_workflow(tmp_path / "workdir")
-    dataset_file = workdir / "config" / "datasets" / "scientific.yaml"
+    dataset_file = workdir / "config" / "datasets" / "movielens-mm.yaml"
     original = dataset_file.read_text()
-    dataset_file.write_text(original + "quantize:\n  behavior_models: 3\n  epochs: 5\n")
+    dataset_file.write_text(original + "quantize:\n  behavior_models: 2\n  epochs: 5\n")
     config = tmp_path / "two.yaml"
     config.write_text(
-        f"data_root: {REPO.parent / 'shared' / 'data'}\ndatasets: [scientific, scientific-mm]\n"
+        f"data_root: {REPO.parent / 'shared' / 'data'}\ndatasets: [movielens-mm, gift-cards]\n"
         "train:\n  variants: [bbqrec]\n  seeds: [1]\n"
     )
     result = snakemake("-n", "-p", "--cores", "1", "--forceall", "--configfile", str(config), cwd=workdir)
     assert result.returncode == 0, result.stdout + result.stderr
-    inputs = planned_inputs(result.stdout, "quantize", "results/scientific/quantize/bbq/seed1/tokenizer.pt")
-    assert all(f"scientific/embeddings/behavior/seed{k}.parquet" in inputs for k in (1, 1001, 2001))
-    # scientific-mm keeps config.yaml's single model
-    inputs = planned_inputs(result.stdout, "quantize", "results/scientific-mm/quantize/bbq/seed1/tokenizer.pt")
+    inputs = planned_inputs(result.stdout, "quantize", "results/movielens-mm/quantize/bbq/seed1/tokenizer.pt")
+    assert all(f"movielens-mm/embeddings/behavior/seed{k}.parquet" in inputs for k in (1, 1001))
+    assert "seed2001" not in inputs
+    # gift-cards (no quantize block) keeps config.yaml's single model
+    inputs = planned_inputs(result.stdout, "quantize", "results/gift-cards/quantize/bbq/seed1/tokenizer.pt")
     assert "behavior/seed1.parquet" in inputs and "seed1001" not in inputs
-    assert job_counts(result.stdout)["behavior_embed"] == 3 + 1
+    assert job_counts(result.stdout)["behavior_embed"] == 2 + 1
     # the tokenizer options lose behavior_models and keep the dataset's other overrides
-    assert '"epochs":5' in result.stdout and 'behavior_models' not in result.stdout
+    assert '"epochs":5' in result.stdout and "behavior_models" not in result.stdout
 
     dataset_file.write_text(original + "quantize:\n  behavior_models: 0\n")
     result = snakemake("-n", "--cores", "1", "--configfile", str(config), cwd=workdir)
     output = result.stdout + result.stderr
     assert result.returncode != 0
-    assert "config/datasets/scientific.yaml (quantize/train overrides)" in output
+    assert "config/datasets/movielens-mm.yaml (quantize/train overrides)" in output
     assert "0 is less than the minimum of 1" in output
 
 
