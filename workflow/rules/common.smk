@@ -26,20 +26,27 @@ DATASET_DIR = Path(workflow.basedir) / "config" / "datasets"
 DATASET_CONFIGS = {
     name: load_dataset_config(DATASET_DIR / f"{name}.yaml") for name in DATASETS
 }
+
+
+def split_quantize_block(block):
+    """A dataset file's `quantize` block as (tokenizer option overrides, behavior_models or None):
+    behavior_models is its one key that is not a tokenizer option."""
+    options = {key: value for key, value in block.items() if key != "behavior_models"}
+    return options, block.get("behavior_models")
+
+
 for _name, _dataset in DATASET_CONFIGS.items():
     # A dataset file's stage overrides obey the same schema as config.yaml's `options` blocks (and its quantize
     # block's behavior_models as config.yaml's quantize.behavior_models).
-    _quantize = dict(_dataset["quantize"])
-    _models = (
-        {"behavior_models": _quantize.pop("behavior_models")}
-        if "behavior_models" in _quantize
-        else {}
-    )
+    _options, _models = split_quantize_block(_dataset["quantize"])
     try:
         validate(
             {
                 "datasets": [_name],
-                "quantize": {"options": _quantize, **_models},
+                "quantize": {
+                    "options": _options,
+                    **({} if _models is None else {"behavior_models": _models}),
+                },
                 "train": {"options": _dataset["train"]},
             },
             schema="../schemas/config.schema.yaml",
@@ -290,24 +297,19 @@ def get_eval_options_json(wildcards, threads):
 
 
 def get_quantize_options(wildcards):
-    """config.yaml's quantize.options with the dataset's modalities and its `quantize` overrides (all but
-    behavior_models, which is not a tokenizer option)."""
+    """config.yaml's quantize.options with the dataset's modalities and its file's tokenizer overrides."""
+    overrides, _ = split_quantize_block(DATASET_CONFIGS[wildcards.dataset]["quantize"])
     return {
         **config["quantize"]["options"],
         "modalities": get_modalities(wildcards),
-        **{
-            key: value
-            for key, value in DATASET_CONFIGS[wildcards.dataset]["quantize"].items()
-            if key != "behavior_models"
-        },
+        **overrides,
     }
 
 
 def get_behavior_models(dataset):
     """config quantize.behavior_models, unless the dataset file's quantize block sets its own."""
-    return DATASET_CONFIGS[dataset]["quantize"].get(
-        "behavior_models", config["quantize"]["behavior_models"]
-    )
+    _, models = split_quantize_block(DATASET_CONFIGS[dataset]["quantize"])
+    return config["quantize"]["behavior_models"] if models is None else models
 
 
 def get_tokenizer_streams(wildcards):
