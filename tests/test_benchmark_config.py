@@ -3,6 +3,9 @@ their training runs (every dataset x variant x seed; the main variants plus the 
 
 from __future__ import annotations
 
+import json
+import shlex
+
 import yaml
 from snakemake.utils import validate
 from workflow_runs import REPO, copy_workflow, dry_run, job_counts, snakemake
@@ -114,8 +117,14 @@ def test_a_dataset_file_sets_its_own_behavior_models(tmp_path):
     inputs = planned_inputs(result.stdout, "quantize", "results/gift-cards/quantize/bbq/seed1/tokenizer.pt")
     assert "behavior/seed1.parquet" in inputs and "seed1001" not in inputs
     assert job_counts(result.stdout)["behavior_embed"] == 2 + 1
-    # the tokenizer options lose behavior_models and keep the dataset's other overrides
-    assert '"epochs":5' in result.stdout and "behavior_models" not in result.stdout
+    # quantize.py's tokenizer options: the dataset's other override and modalities, no behavior_models
+    command = next(
+        line for line in result.stdout.splitlines() if "quantize.py" in line and "results/movielens-mm/embeddings" in line
+    )
+    words = shlex.split(command)
+    options = json.loads(words[words.index("--config-json") + 1])
+    assert options["epochs"] == 5 and options["modalities"] == ["text", "image"]
+    assert "behavior_models" not in options
 
     dataset_file.write_text(original + "quantize:\n  behavior_models: 0\n")
     result = snakemake("-n", "--cores", "1", "--configfile", str(config), cwd=workdir)
