@@ -118,9 +118,8 @@ def test_a_dataset_file_sets_its_own_behavior_models(tmp_path):
     assert "behavior/seed1.parquet" in inputs and "seed1001" not in inputs
     assert job_counts(result.stdout)["behavior_embed"] == 2 + 1
     # quantize.py's tokenizer options: the dataset's other override and modalities, no behavior_models
-    command = next(
-        line for line in result.stdout.splitlines() if "quantize.py" in line and "results/movielens-mm/embeddings" in line
-    )
+    lines = result.stdout.splitlines()
+    command = next(line for line in lines if "quantize.py" in line and "results/movielens-mm/embeddings" in line)
     words = shlex.split(command)
     options = json.loads(words[words.index("--config-json") + 1])
     assert options["epochs"] == 5 and options["modalities"] == ["text", "image"]

@@ -29,24 +29,27 @@ DATASET_CONFIGS = {
 
 
 def split_quantize_block(block):
-    """A dataset file's `quantize` block as (tokenizer option overrides, behavior_models or None):
+    """A dataset file's `quantize` block as (tokenizer option overrides, {"behavior_models": n} or {}):
     behavior_models is its one key that is not a tokenizer option."""
     options = {key: value for key, value in block.items() if key != "behavior_models"}
-    return options, block.get("behavior_models")
+    models = {key: value for key, value in block.items() if key == "behavior_models"}
+    return options, models
 
 
+# Each dataset's quantize block, split once: (tokenizer overrides, its own behavior_models if it sets one).
+DATASET_QUANTIZE = {
+    name: split_quantize_block(dataset["quantize"])
+    for name, dataset in DATASET_CONFIGS.items()
+}
 for _name, _dataset in DATASET_CONFIGS.items():
     # A dataset file's stage overrides obey the same schema as config.yaml's `options` blocks (and its quantize
     # block's behavior_models as config.yaml's quantize.behavior_models).
-    _options, _models = split_quantize_block(_dataset["quantize"])
+    _options, _models = DATASET_QUANTIZE[_name]
     try:
         validate(
             {
                 "datasets": [_name],
-                "quantize": {
-                    "options": _options,
-                    **({} if _models is None else {"behavior_models": _models}),
-                },
+                "quantize": {"options": _options, **_models},
                 "train": {"options": _dataset["train"]},
             },
             schema="../schemas/config.schema.yaml",
@@ -298,7 +301,7 @@ def get_eval_options_json(wildcards, threads):
 
 def get_quantize_options(wildcards):
     """config.yaml's quantize.options with the dataset's modalities and its file's tokenizer overrides."""
-    overrides, _ = split_quantize_block(DATASET_CONFIGS[wildcards.dataset]["quantize"])
+    overrides, _ = DATASET_QUANTIZE[wildcards.dataset]
     return {
         **config["quantize"]["options"],
         "modalities": get_modalities(wildcards),
@@ -308,8 +311,8 @@ def get_quantize_options(wildcards):
 
 def get_behavior_models(dataset):
     """config quantize.behavior_models, unless the dataset file's quantize block sets its own."""
-    _, models = split_quantize_block(DATASET_CONFIGS[dataset]["quantize"])
-    return config["quantize"]["behavior_models"] if models is None else models
+    _, models = DATASET_QUANTIZE[dataset]
+    return models.get("behavior_models", config["quantize"]["behavior_models"])
 
 
 def get_tokenizer_streams(wildcards):
