@@ -133,6 +133,32 @@ def test_a_dataset_file_sets_its_own_behavior_models(tmp_path):
     assert "0 is less than the minimum of 1" in output
 
 
+def test_one_stage_training_reads_the_tokenizer_and_its_inputs(tmp_path):
+    """train.options.tokenizer_training joint: each bbqrec run also reads its tokenizer and the tokenizer's input
+    embeddings (the behaviour SASRecs of its seed); the ID-only runs are unaffected."""
+    config = "datasets: [scientific-mm]\ntrain:\n  variants: [sasrec, bbqrec]\n  seeds: [1]\n"
+    (tmp_path / "joint.yaml").write_text(config + "  options: {tokenizer_training: joint}\n")
+    (tmp_path / "two.yaml").write_text(config)
+    joint, two = (dry_run("-p", "--configfile", str(tmp_path / f"{name}.yaml")) for name in ("joint", "two"))
+    assert joint.returncode == two.returncode == 0, joint.stderr + two.stderr
+    inputs = planned_inputs(joint.stdout, "train", "results/scientific-mm/train/bbqrec/seed1/model.pt")
+    assert "results/scientific-mm/quantize/bbq/seed1/tokenizer.pt" in inputs
+    assert all(f"results/scientific-mm/embeddings/behavior/seed{k}.parquet" in inputs for k in (1, 1001, 2001))
+    command = next(line for line in joint.stdout.splitlines() if "train.py" in line and "--variant bbqrec" in line)
+    words = shlex.split(command)
+    assert words[words.index("--quantize-dir") + 1] == "results/scientific-mm/quantize/bbq/seed1"
+    assert words[words.index("--embeddings-dir") + 1] == "results/scientific-mm/embeddings"
+    behavior = words[words.index("--behavior") + 1 : words.index("--behavior") + 4]
+    assert behavior == [f"results/scientific-mm/embeddings/behavior/seed{k}.parquet" for k in (1, 1001, 2001)]
+    assert json.loads(words[words.index("--config-json") + 1])["tokenizer_training"] == "joint"
+    sasrec = next(line for line in joint.stdout.splitlines() if "train.py" in line and "--variant sasrec" in line)
+    assert "--quantize-dir" not in sasrec
+    two_stage = next(line for line in two.stdout.splitlines() if "train.py" in line and "--variant bbqrec" in line)
+    assert "--quantize-dir" not in two_stage and "tokenizer.pt" not in planned_inputs(
+        two.stdout, "train", "results/scientific-mm/train/bbqrec/seed1/model.pt"
+    )
+
+
 def test_ablations_on_a_dataset_that_is_not_configured_is_an_error_naming_the_key():
     result = dry_run(
         "--configfile", str(COMPARISON), "--config", "datasets=[beauty]"

@@ -4,6 +4,7 @@ import json
 import os
 import sys
 from pathlib import Path
+from types import SimpleNamespace
 
 from snakemake.exceptions import WorkflowError
 from snakemake.utils import validate
@@ -356,6 +357,17 @@ def get_train_inputs(wildcards):
         sids_dir = f"results/{wildcards.dataset}/sids/{variant.tokenizer}"
         tokenizer_seed = get_tokenizer_seed(wildcards.seed)
         inputs["sids"] = f"{sids_dir}/seed{tokenizer_seed}/semantic_ids.parquet"
+        if get_train_option(wildcards, "tokenizer_training") == "joint":
+            # one stage: the model starts from the trained tokenizer and reads its inputs
+            tokenizer = SimpleNamespace(
+                dataset=wildcards.dataset,
+                tokenizer=variant.tokenizer,
+                seed=tokenizer_seed,
+            )
+            quantize_dir = f"results/{wildcards.dataset}/quantize/{variant.tokenizer}"
+            inputs["tokenizer"] = f"{quantize_dir}/seed{tokenizer_seed}/tokenizer.pt"
+            for stream, path in get_tokenizer_embeddings(tokenizer).items():
+                inputs[f"tokenizer_{stream}"] = path
     if variant.item_inputs == "embeddings" or (
         variant.item_inputs == "sids" and get_train_option(wildcards, "content_inputs")
     ):
@@ -367,12 +379,19 @@ def get_train_inputs(wildcards):
 
 
 def get_train_input_args(wildcards, input):
-    """The optional --sids / --text / --image arguments of train.py."""
-    return " ".join(
+    """The optional --sids / --text / --image arguments of train.py, and a one-stage model's tokenizer and
+    its inputs (--quantize-dir, --embeddings-dir, --behavior)."""
+    args = [
         f"--{name} {input[name]}"
         for name in ("sids", "text", "image")
         if name in input.keys()
-    )
+    ]
+    if "tokenizer" in input.keys():
+        args.append(f"--quantize-dir {Path(input.tokenizer).parent}")
+        args.append(f"--embeddings-dir results/{wildcards.dataset}/embeddings")
+    if "tokenizer_behavior" in input.keys():
+        args.append(f"--behavior {input.tokenizer_behavior}")
+    return " ".join(args)
 
 
 def get_similarity_bias_sids(wildcards):

@@ -17,8 +17,7 @@ import torch
 
 from bbqrec.io import InputError, provenance, write_json, write_parquet
 from bbqrec.quantize.sids import assign_extra, encode_items, input_duplicate_rates, sid_quality
-from bbqrec.quantize.tokenizer import BBQTokenizer
-from bbqrec.quantize.train import add_behavior_argument, embedding_paths, load_embeddings
+from bbqrec.quantize.train import add_behavior_argument, load_trained_tokenizer
 
 
 def parse_args(argv=None) -> argparse.Namespace:
@@ -36,16 +35,7 @@ def main(argv=None) -> None:
     args = parse_args(argv)
     logging.basicConfig(filename=args.log, level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
     torch.set_num_threads(args.threads)
-    checkpoint_path = args.quantize_dir / "tokenizer.pt"
-    if not checkpoint_path.exists():
-        raise InputError(f"{checkpoint_path}: missing tokenizer checkpoint (run the quantize stage first)")
-    checkpoint = torch.load(checkpoint_path, map_location="cpu", weights_only=True)
-    model = BBQTokenizer.from_checkpoint(checkpoint)
-    inputs = load_embeddings(args.embeddings_dir, model.config.streams, args.behavior)
-    for stream, dim in inputs.input_dims.items():
-        if dim != model.input_dims[stream]:
-            paths = " + ".join(map(str, embedding_paths(args.embeddings_dir, stream, args.behavior)))
-            raise InputError(f"{paths}: embedding dim {dim}, the tokenizer was trained on {model.input_dims[stream]}")
+    checkpoint, model, inputs = load_trained_tokenizer(args.quantize_dir, args.embeddings_dir, args.behavior)
     semantic_ids = assign_extra(encode_items(model, inputs))
     quality = sid_quality(semantic_ids, model.config.codebook_size)
     quality["tokenizer"] = checkpoint["tokenizer"]

@@ -1,7 +1,8 @@
 """Stage export_similarity_bias: the attention bias one trained model learned over item-pair similarity
 (BBQRec's reweighting) as a table: query_stream, key_stream, layer, head, bucket, bucket_label, bias.
 
-The stream names come from the semantic IDs the model was trained on; their codes must be the model's own.
+The stream names come from the semantic IDs the model was trained on; their codes must be the model's own
+(a one-stage model trained its codes on from them, and names its streams itself).
 """
 
 from __future__ import annotations
@@ -33,9 +34,12 @@ def main(argv=None) -> int:
     model = SASRec.from_checkpoint(saved)
     if model.similarity is None:
         raise InputError(f"{args.model}: variant {saved.get('variant')!r} has no similarity bias to export")
-    streams, codes, _ = load_semantic_ids(args.sids, model.config.n_items)
-    if codes.shape != model.similarity.item_codes.shape or not torch.equal(codes, model.similarity.item_codes):
-        raise InputError(f"{args.sids}: not the semantic IDs {args.model} was trained on (the codes differ)")
+    if model.joint is not None:  # one-stage training: the model's codes are its own, trained on from --sids's
+        streams = model.joint.streams
+    else:
+        streams, codes, _ = load_semantic_ids(args.sids, model.config.n_items)
+        if codes.shape != model.similarity.item_codes.shape or not torch.equal(codes, model.similarity.item_codes):
+            raise InputError(f"{args.sids}: not the semantic IDs {args.model} was trained on (the codes differ)")
     table = model.similarity.table_frame(streams)
     write_parquet(table, args.out, {"provenance": provenance({"model": str(args.model), "sids": str(args.sids)})})
     logging.info("%s: %d entries of the %s bias -> %s", args.model, table.height, model.similarity.kind, args.out)

@@ -24,6 +24,13 @@ def parse_args(argv=None):
     parser.add_argument("--sids", default=None, help="sids/<tokenizer>/semantic_ids.parquet (bbqrec variants)")
     parser.add_argument("--text", default=None, help="embeddings/text.parquet (sasrec-mm)")
     parser.add_argument("--image", default=None, help="embeddings/image.parquet (sasrec-mm)")
+    parser.add_argument(
+        "--quantize-dir", default=None, help="quantize/<tokenizer>/seed<k>: the tokenizer (tokenizer_training joint)"
+    )
+    parser.add_argument("--embeddings-dir", default=None, help="embeddings/: the tokenizer's inputs (joint)")
+    parser.add_argument(
+        "--behavior", nargs="+", default=None, help="the tokenizer's behaviour embedding file(s), as quantize's (joint)"
+    )
     parser.add_argument("--config-json", default="{}", help="the train config block as JSON (keys: DEFAULT_TRAIN_CONFIG)")
     parser.add_argument("--out", required=True, help="output folder: model.pt, log.parquet")
     parser.add_argument("--log", default=None, help="log file (default: stderr)")
@@ -52,7 +59,7 @@ def train_and_save(args, config):
     from bbqrec.embed.common import open_stage_log
     from bbqrec.evaluation import EvalSet
     from bbqrec.io import atomic_path, provenance, read_parquet_metadata, write_parquet
-    from bbqrec.training import TrainingSequences, build_model, count_items, fit, seed_everything
+    from bbqrec.training import TrainingSequences, build_model, count_items, fit, load_joint_quantizer, seed_everything
 
     open_stage_log(args.log if distributed.is_main() else None)
     if not distributed.is_main():  # the other ranks share rank 0's stderr: their warnings only
@@ -61,8 +68,11 @@ def train_and_save(args, config):
     n_items = count_items(data / "items.parquet")
     train = TrainingSequences.from_frame(pl.read_parquet(data / "train.parquet"), config.max_len, config.training_rows)
     valid = EvalSet.from_frame(pl.read_parquet(data / "valid.parquet"), config.max_len, str(data / "valid.parquet"))
+    joint = None
+    if config.tokenizer_training == "joint" and args.quantize_dir is not None:
+        joint = load_joint_quantizer(args.quantize_dir, args.embeddings_dir, args.behavior, n_items)
     seed_everything(args.seed)
-    model = build_model(args.variant, config, n_items, args.sids, args.text, args.image)
+    model = build_model(args.variant, config, n_items, args.sids, args.text, args.image, joint)
     logging.info("%s %s seed %d: %d items, %d training sequences", args.dataset, args.variant, args.seed, n_items, len(train.inputs))
     checkpoint = out / "checkpoint.pt"
     result = fit(model, train, valid, config, args.seed, checkpoint, on_epoch=lambda row: logging.info("%s", row))
@@ -73,6 +83,8 @@ def train_and_save(args, config):
         sids_meta = read_parquet_metadata(args.sids)
         tokenizer_seed = sids_meta["provenance"]["seed"]
         run["sids"] = {"path": str(args.sids), "tokenizer": sids_meta["tokenizer"], "seed": tokenizer_seed}
+    if joint is not None:  # one stage: the starting tokenizer and its inputs
+        run["joint"] = {"quantize_dir": args.quantize_dir, "embeddings": args.embeddings_dir, "behavior": args.behavior}
     saved = {
         **model.checkpoint(),
         "variant": args.variant,

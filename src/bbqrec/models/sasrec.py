@@ -2,14 +2,15 @@
 
 One class, three verbs: `encode` a sequence, the training `loss`, `score` all items. The item input is
 `e_i = E_ID[i] + sum_m W_m z_m(i)`: a learned ID vector plus projected frozen per-stream vectors (the
-tokenizer's quantized vectors, or continuous text/image embeddings). The final hidden state is scored
-against every item's input vector. With the similarity tables at zero the model is exactly SASRec.
+tokenizer's quantized vectors, or continuous text/image embeddings), or with one-stage training
+(`models.joint`) quantized vectors that the tokenizer inside the model computes and trains. The final hidden
+state is scored against every item's input vector. With the similarity tables at zero the model is exactly SASRec.
 """
 
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass
-from typing import Any, Sequence
+from typing import TYPE_CHECKING, Any, Sequence
 
 import numpy as np
 import polars as pl
@@ -20,6 +21,9 @@ from torch import Tensor, nn
 from bbqrec.models.layers import TransformerBlock, allowed_pairs, attention_bias
 from bbqrec.models.losses import full_softmax_cross_entropy
 from bbqrec.models.similarity import SimilarityBias
+
+if TYPE_CHECKING:  # the tokenizer (faiss, scipy) is imported only by a one-stage model
+    from bbqrec.models.joint import JointQuantizer
 
 LOSSES = ("ce", "bce")
 
@@ -42,6 +46,7 @@ class ModelConfig:
     loss: str = "ce"  # "ce": full softmax over all items; "bce": one sampled negative per position
     similarity: str | None = None  # None, "prefix", "equal_levels" or "cosine" (see models.similarity)
     cosine_buckets: int = 8
+    joint_quantizer_weight: float = 1.0  # one-stage training: weight of the quantizer's own loss
 
 
 def pad_sequences(sequences: pl.Series, max_len: int) -> Tensor:
@@ -62,6 +67,8 @@ class SASRec(nn.Module):
     item_features: frozen per-stream item vectors, each [n_items + 1, d_m] (row 0 = padding, zeros).
     item_codes: [n_items + 1, M, levels] semantic IDs of the M streams, needed when `config.similarity` is set.
     code_vectors: [n_items + 1, M, d] the quantized vectors of those IDs, needed by the `cosine` similarity.
+    joint: one-stage training, the tokenizer that computes the codes and quantized vectors every step (its
+    current codes are then `item_codes`); joint_inputs: which of its streams' vectors join the item input.
     """
 
     def __init__(
@@ -70,6 +77,8 @@ class SASRec(nn.Module):
         item_features: Sequence[Tensor] = (),
         item_codes: Tensor | None = None,
         code_vectors: Tensor | None = None,
+        joint: JointQuantizer | None = None,
+        joint_inputs: Sequence[int] = (),
     ) -> None:
         super().__init__()
         if config.loss not in LOSSES:
@@ -84,6 +93,9 @@ class SASRec(nn.Module):
                 raise ValueError(f"item feature {m} has {features.shape[0]} rows, expected n_items + 1")
             self.register_buffer(f"item_feature_{m}", features.float())
         self.feature_projections = nn.ModuleList(nn.Linear(f.shape[1], hidden, bias=False) for f in item_features)
+        self.joint_inputs = list(joint_inputs)
+        code_dim = 0 if joint is None else joint.tokenizer.config.code_dim
+        self.joint_projections = nn.ModuleList(nn.Linear(code_dim, hidden, bias=False) for _ in self.joint_inputs)
         self.input_norm = nn.Identity() if config.norm_first else nn.LayerNorm(hidden, eps=config.layer_norm_eps)
         self.dropout = nn.Dropout(config.dropout)
         self.blocks = nn.ModuleList(
@@ -112,6 +124,8 @@ class SASRec(nn.Module):
                 config.cosine_buckets,
             )
         self.apply(self._init_weights)
+        self.joint = joint  # after the initialisation above: the tokenizer keeps its trained weights
+        self._eval_items: Tensor | None = None  # the item vectors of a one-stage model while not training
 
     def _init_weights(self, module: nn.Module) -> None:
         # RecBole's initialisation: normal(0, init_std) weights, zero biases, identity layer norms.
@@ -128,20 +142,53 @@ class SASRec(nn.Module):
 
     def item_vectors(self) -> Tensor:
         """Every item's input vector e_i [N+1, D]; row 0 (padding) is zero."""
+        return self._item_side()[0]
+
+    def _item_side(self) -> tuple[Tensor, Tensor | None]:
+        """The item vectors and, with one-stage training, the quantizer's loss; that also sets the similarity
+        bias to the current codes. Out of training the tokenizer is fixed, so its result is kept."""
+        if self._eval_items is not None and not self.training:
+            return self._eval_items, None
         vectors = self.item_embedding.weight
         for m, projection in enumerate(self.feature_projections):
             vectors = vectors + projection(getattr(self, f"item_feature_{m}"))
-        return vectors
+        if self.joint is None:
+            return vectors, None
+        items = self.joint()
+        if self.similarity is not None:
+            self.similarity.set_codes(items.codes, items.vectors.detach())
+        for m, projection in zip(self.joint_inputs, self.joint_projections):
+            vectors = vectors + projection(items.vectors[:, m])
+        if not self.training:
+            self._eval_items = vectors.detach()
+        return vectors, items.loss
 
-    def encode(self, item_seq: Tensor, positions: Tensor | None = None, segments: Tensor | None = None) -> Tensor:
+    def train(self, mode: bool = True) -> "SASRec":
+        self._eval_items = None  # new weights may follow
+        return super().train(mode)
+
+    def load_state_dict(self, *args, **kwargs):
+        self._eval_items = None
+        return super().load_state_dict(*args, **kwargs)
+
+    def encode(
+        self,
+        item_seq: Tensor,
+        positions: Tensor | None = None,
+        segments: Tensor | None = None,
+        vectors: Tensor | None = None,
+    ) -> Tensor:
         """Hidden states [B, L, D] of left-aligned item sequences [B, L] (position p sees items 0..p).
 
         For packed rows (several sequences per row), `positions` [B, L] is each slot's position in its own
-        sequence and `segments` [B, L] the sequence it belongs to (see layers.allowed_pairs).
+        sequence and `segments` [B, L] the sequence it belongs to (see layers.allowed_pairs). `vectors` are the
+        item vectors when the caller has them already (`item_vectors()`).
         """
         if positions is None:
             positions = torch.arange(item_seq.shape[1], device=item_seq.device)
-        items = F.embedding(item_seq, self.item_vectors()) if self.n_features else self.item_embedding(item_seq)
+        if vectors is None and (self.n_features or self.joint is not None):
+            vectors = self.item_vectors()
+        items = self.item_embedding(item_seq) if vectors is None else F.embedding(item_seq, vectors)
         x = self.dropout(self.input_norm(items + self.position_embedding(positions)))  # [B, L, D]
         allowed = allowed_pairs(item_seq, segments)  # [B, L, L]
         if self.similarity is None:
@@ -166,26 +213,34 @@ class SASRec(nn.Module):
         `positions` and `segments` describe packed rows (see `encode`).
         """
         has_target = targets != 0
-        hidden = self.encode(item_seq, positions, segments)[has_target]  # [P, D]
+        vectors, quantizer_loss = self._item_side()  # [N+1, D]
+        # A one-stage model runs its tokenizer once per step; the others look their vectors up twice, which
+        # keeps the float sums of their gradients (and so their results) as they were.
+        shared = vectors if self.joint is not None else None
+        hidden = self.encode(item_seq, positions, segments, shared)[has_target]  # [P, D]
         target = targets[has_target]  # [P]
-        vectors = self.item_vectors()  # [N+1, D]
         if self.config.loss == "ce":
-            return full_softmax_cross_entropy(hidden, vectors[1:], target - 1)  # padding is never a class
-        offset = torch.randint(1, self.config.n_items, target.shape, generator=generator)
-        negative = (target.cpu() - 1 + offset) % self.config.n_items + 1  # any item but the target
-        positive_logit = (hidden * vectors[target]).sum(-1)
-        negative_logit = (hidden * vectors[negative.to(target.device)]).sum(-1)
-        return (F.softplus(-positive_logit) + F.softplus(negative_logit)).mean()
+            loss = full_softmax_cross_entropy(hidden, vectors[1:], target - 1)  # padding is never a class
+        else:
+            offset = torch.randint(1, self.config.n_items, target.shape, generator=generator)
+            negative = (target.cpu() - 1 + offset) % self.config.n_items + 1  # any item but the target
+            positive_logit = (hidden * vectors[target]).sum(-1)
+            negative_logit = (hidden * vectors[negative.to(target.device)]).sum(-1)
+            loss = (F.softplus(-positive_logit) + F.softplus(negative_logit)).mean()
+        if quantizer_loss is not None:
+            loss = loss + self.config.joint_quantizer_weight * quantizer_loss
+        return loss
 
-    def last_hidden(self, item_seq: Tensor) -> Tensor:
-        """The hidden state [B, D] at each sequence's last item."""
+    def last_hidden(self, item_seq: Tensor, vectors: Tensor | None = None) -> Tensor:
+        """The hidden state [B, D] at each sequence's last item (`vectors`: see `encode`)."""
         last = ((item_seq != 0).sum(dim=1) - 1).clamp(min=0)  # [B]
-        hidden = self.encode(item_seq)  # [B, L, D]
+        hidden = self.encode(item_seq, vectors=vectors)  # [B, L, D]
         return hidden[torch.arange(len(last), device=item_seq.device), last]
 
     def score(self, item_seq: Tensor) -> Tensor:
         """Scores [B, N+1] of every item as the next one; the padding column 0 is -inf."""
-        scores = self.last_hidden(item_seq) @ self.item_vectors().T
+        vectors = self.item_vectors()
+        scores = self.last_hidden(item_seq, vectors) @ vectors.T
         scores[:, 0] = float("-inf")
         return scores
 
@@ -197,6 +252,7 @@ class SASRec(nn.Module):
             "feature_dims": [p.in_features for p in self.feature_projections],
             "codes_shape": None if self.similarity is None else list(self.similarity.item_codes.shape),
             "code_vectors_shape": None if vectors is None else list(vectors.shape),
+            "joint": None if self.joint is None else {**self.joint.checkpoint(), "inputs": self.joint_inputs},
             "state_dict": self.state_dict(),
         }
 
@@ -208,6 +264,13 @@ class SASRec(nn.Module):
         codes = None if checkpoint["codes_shape"] is None else torch.zeros(checkpoint["codes_shape"])
         vectors_shape = checkpoint.get("code_vectors_shape")
         vectors = None if vectors_shape is None else torch.zeros(vectors_shape)
-        model = cls(config, features, codes, vectors)
+        saved_joint = checkpoint.get("joint")
+        joint = None
+        if saved_joint is not None:
+            from bbqrec.models.joint import JointQuantizer
+
+            joint = JointQuantizer.from_checkpoint(saved_joint)
+        joint_inputs = () if saved_joint is None else saved_joint["inputs"]
+        model = cls(config, features, codes, vectors, joint, joint_inputs)
         model.load_state_dict(checkpoint["state_dict"])
         return model

@@ -45,7 +45,8 @@ class SimilarityBias(nn.Module):
     """A zero-initialised table w[layer][(m, n), bucket, head]; bias(p, q) = sum over (m, n) of its entries.
 
     `item_codes` [N+1, M, levels] are the semantic IDs (c1..cL) of every stream; `item_vectors` [N+1, M, d]
-    the quantized vectors, used by `cosine` only. Both are frozen inputs (buffers).
+    the quantized vectors, used by `cosine` only. Both are buffers: frozen inputs, or with one-stage training
+    replaced every step (`set_codes`).
     """
 
     def __init__(
@@ -66,9 +67,7 @@ class SimilarityBias(nn.Module):
         self.cosine_buckets = cosine_buckets
         self.n_streams, self.n_levels = item_codes.shape[1], item_codes.shape[2]
         self.register_buffer("item_codes", item_codes.long())
-        # What `buckets` compares level by level: prefix ids (prefix) or the codes themselves (equal_levels).
-        keys = prefix_ids(item_codes.long()) if kind == "prefix" else item_codes.long()
-        self.register_buffer("level_keys", keys)
+        self.register_buffer("level_keys", self._level_keys(item_codes))
         if kind == "cosine":
             self.register_buffer("item_vectors", item_vectors.float())
         similar_buckets = cosine_buckets if kind == "cosine" else self.n_levels + 1
@@ -76,6 +75,18 @@ class SimilarityBias(nn.Module):
         self.n_buckets = similar_buckets + 1
         n_pairs = self.n_streams**2
         self.tables = nn.Parameter(torch.zeros(n_layers, n_pairs * self.n_buckets, n_heads))
+
+    def _level_keys(self, item_codes: Tensor) -> Tensor:
+        # What `buckets` compares level by level: prefix ids (prefix) or the codes themselves (equal_levels).
+        return prefix_ids(item_codes.long()) if self.kind == "prefix" else item_codes.long()
+
+    @torch.no_grad()
+    def set_codes(self, item_codes: Tensor, item_vectors: Tensor | None = None) -> None:
+        """New codes (and, for `cosine`, vectors) of every item: one-stage training recomputes them each step."""
+        self.item_codes.copy_(item_codes)
+        self.level_keys.copy_(self._level_keys(item_codes))
+        if self.kind == "cosine":
+            self.item_vectors.copy_(item_vectors)
 
     def bucket_labels(self) -> list[str]:
         """A stream pair's buckets by name, in table order; the last is the same-item bucket."""

@@ -241,11 +241,14 @@ class BBQTokenizer(nn.Module):
         return {"config": self.config.to_dict(), "input_dims": self.input_dims, "state_dict": self.state_dict()}
 
     @classmethod
-    def from_checkpoint(cls, checkpoint: dict[str, Any]) -> BBQTokenizer:
+    def from_checkpoint(cls, checkpoint: dict[str, Any], load_state: bool = True) -> BBQTokenizer:
+        """The saved tokenizer; with `load_state=False` only its shapes (zero-initialised), for a caller that
+        loads the weights as part of a larger state dict."""
         options = dict(checkpoint["config"])
         options["modalities"] = tuple(options["modalities"])
         model = cls(TokenizerConfig(**options), checkpoint["input_dims"])
-        model.load_state_dict(checkpoint["state_dict"])
+        if load_state:
+            model.load_state_dict(checkpoint["state_dict"])
         return model
 
 

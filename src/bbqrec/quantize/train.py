@@ -137,6 +137,26 @@ def load_embeddings(
     return TokenizerInputs(item_ids=item_ids, features=features, present=present)
 
 
+def load_trained_tokenizer(
+    quantize_dir: str | Path,
+    embeddings_dir: str | Path,
+    behavior_paths: str | Path | Sequence[str | Path] | None = None,
+) -> tuple[dict, BBQTokenizer, TokenizerInputs]:
+    """The checkpoint `<quantize_dir>/tokenizer.pt` (with its provenance), the tokenizer it holds, and the
+    tokenizer's input embeddings (`load_embeddings`), whose dimensions must be the ones it was trained on."""
+    checkpoint_path = Path(quantize_dir) / "tokenizer.pt"
+    if not checkpoint_path.exists():
+        raise InputError(f"{checkpoint_path}: missing tokenizer checkpoint (run the quantize stage first)")
+    checkpoint = torch.load(checkpoint_path, map_location="cpu", weights_only=True)
+    model = BBQTokenizer.from_checkpoint(checkpoint)
+    inputs = load_embeddings(embeddings_dir, model.config.streams, behavior_paths)
+    for stream, dim in inputs.input_dims.items():
+        if dim != model.input_dims[stream]:
+            paths = " + ".join(map(str, embedding_paths(embeddings_dir, stream, behavior_paths)))
+            raise InputError(f"{paths}: embedding dim {dim}, the tokenizer was trained on {model.input_dims[stream]}")
+    return checkpoint, model, inputs
+
+
 def load_sequences(train_path: str | Path, item_ids: np.ndarray, max_len: int) -> torch.Tensor:
     """The last `max_len` items of each training sequence as item rows, right-padded with −1 ([U, T]).
 

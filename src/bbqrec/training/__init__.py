@@ -22,6 +22,7 @@ LOOP_NAMES = (
     "count_items",
     "fit",
     "load_item_embeddings",
+    "load_joint_quantizer",
     "load_semantic_ids",
     "pack_rows",
     "replay_early_stopping",

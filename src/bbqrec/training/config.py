@@ -39,6 +39,10 @@ class TrainConfig:
     # generalises worse, and ẑ keeps less of the content than the embeddings it was made from.
     quantized_inputs: tuple[str, ...] = ("text", "image")  # streams whose quantized vectors join the item input
     content_inputs: bool = True  # also add the continuous text/image embeddings (sasrec-mm's inputs)
+    # "two_stage": the tokenizer's codes and ẑ are frozen inputs (METHOD.md's default); "joint": one stage, the
+    # recommender trains the tokenizer's aligned encoders and codebook further from there (bbqrec.models.joint)
+    tokenizer_training: str = "two_stage"
+    joint_quantizer_weight: float = 1.0  # "joint": weight of the quantizer's codebook + commitment loss
     # optimisation
     lr: float = 1e-3
     weight_decay: float = 0.0
@@ -93,9 +97,17 @@ class TrainConfig:
 CHOICES = {
     "similarity": (None, *SIMILARITIES),
     "training_rows": ("sequence", "prefix"),
+    "tokenizer_training": ("two_stage", "joint"),
     "recommend_backend": RECOMMEND_BACKENDS,
 }
 DEFAULT_TRAIN_CONFIG: dict[str, Any] = asdict(TrainConfig())
 NOT_TRAINING_OPTIONS = ("eval_batch_size", "recommend_k", "recommend_backend", "device", "threads", "processes")
 # Options only the semantic-ID variants read (the ID-only behaviour SASRec of the tokenizer ignores them).
-SEMANTIC_ID_OPTIONS = ("similarity", "cosine_buckets", "quantized_inputs", "content_inputs")
+SEMANTIC_ID_OPTIONS = (
+    "similarity",
+    "cosine_buckets",
+    "quantized_inputs",
+    "content_inputs",
+    "tokenizer_training",
+    "joint_quantizer_weight",
+)

@@ -15,7 +15,7 @@ import re
 import time
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
-from typing import Any, Callable
+from typing import TYPE_CHECKING, Any, Callable, Sequence
 
 import numpy as np
 import polars as pl
@@ -26,6 +26,9 @@ from bbqrec.evaluation import EvalSet, mean_metrics, target_ranks
 from bbqrec.io import InputError, atomic_path
 from bbqrec.models import ModelConfig, SASRec, get_variant, pad_sequences
 from bbqrec.training.config import NOT_TRAINING_OPTIONS, STREAM_ORDER, TrainConfig
+
+if TYPE_CHECKING:
+    from bbqrec.models.joint import JointQuantizer
 
 logger = logging.getLogger(__name__)
 SELECTION_METRIC = "ndcg@10"
@@ -128,6 +131,22 @@ def load_semantic_ids(path: str | Path, n_items: int) -> tuple[list[str], torch.
     return streams, codes, vectors
 
 
+def load_joint_quantizer(
+    quantize_dir: str | Path,
+    embeddings_dir: str | Path,
+    behavior_paths: Sequence[str | Path] | None,
+    n_items: int,
+) -> JointQuantizer:
+    """The trained tokenizer of `quantize_dir` with its inputs, for one-stage training (bbqrec.models.joint)."""
+    from bbqrec.models.joint import JointQuantizer  # the tokenizer (faiss, scipy): only this path needs it
+    from bbqrec.quantize.train import load_trained_tokenizer
+
+    _, tokenizer, inputs = load_trained_tokenizer(quantize_dir, embeddings_dir, behavior_paths)
+    if not np.array_equal(inputs.item_ids, np.arange(1, n_items + 1)):
+        raise InputError(f"{embeddings_dir}: the tokenizer's embeddings must list every item 1..{n_items} in order")
+    return JointQuantizer(tokenizer, inputs.features, inputs.present)
+
+
 def build_model(
     variant: str,
     config: TrainConfig,
@@ -135,23 +154,36 @@ def build_model(
     semantic_ids: str | Path | None = None,
     text_embeddings: str | Path | None = None,
     image_embeddings: str | Path | None = None,
+    joint: JointQuantizer | None = None,
 ) -> SASRec:
-    """The model of `variant` (see bbqrec.models.VARIANTS) with its frozen item-side inputs.
+    """The model of `variant` (see bbqrec.models.VARIANTS) with its item-side inputs.
 
     The semantic-ID variants add the quantized vectors of the streams in `config.quantized_inputs` that the
     tokenizer has (their codes all feed the similarity bias), and with `config.content_inputs` the continuous
-    text/image embeddings too.
+    text/image embeddings too. With `config.tokenizer_training` "joint" the codes and vectors come from `joint`
+    (`load_joint_quantizer`) and change as it trains; otherwise they are the frozen ones of `semantic_ids`.
     """
     spec = get_variant(variant)
-    if spec.item_inputs == "sids" and semantic_ids is None:
+    one_stage = spec.item_inputs == "sids" and config.tokenizer_training == "joint"
+    if one_stage and joint is None:
+        raise InputError(
+            f"variant {variant}: tokenizer_training joint needs the trained tokenizer and its inputs"
+            " (--quantize-dir, --embeddings-dir, --behavior)"
+        )
+    if spec.item_inputs == "sids" and not one_stage and semantic_ids is None:
         raise InputError(f"variant {variant}: needs sids/{spec.tokenizer}/semantic_ids.parquet (--sids)")
-    features, codes, vectors = [], None, None
+    features, codes, vectors, joint_inputs = [], None, None, []
     if spec.item_inputs == "embeddings" or (spec.item_inputs == "sids" and config.content_inputs):
         paths = [p for p in (text_embeddings, image_embeddings) if p is not None]
         if not paths:
             raise InputError(f"variant {variant}: needs text and/or image embeddings (--text / --image)")
         features = [load_item_embeddings(p, n_items) for p in paths]
-    if spec.item_inputs == "sids":
+    if one_stage:
+        with torch.no_grad():
+            start = joint()
+        streams, codes, vectors = joint.streams, start.codes, start.vectors
+        joint_inputs = [m for m, stream in enumerate(streams) if stream in config.quantized_inputs]
+    elif spec.item_inputs == "sids":
         streams, codes, vectors = load_semantic_ids(semantic_ids, n_items)
         features += [vectors[:, m] for m, stream in enumerate(streams) if stream in config.quantized_inputs]
     similarity = spec.similarity and (config.similarity or spec.similarity)
@@ -162,7 +194,14 @@ def build_model(
         similarity=similarity,
         **{key: getattr(config, key) for key in model_options},
     )
-    return SASRec(model_config, features, codes if similarity else None, vectors if similarity else None)
+    return SASRec(
+        model_config,
+        features,
+        codes if similarity else None,
+        vectors if similarity else None,
+        joint if one_stage else None,
+        joint_inputs,
+    )
 
 
 # --- the loop ---
