@@ -91,12 +91,12 @@ def test_a_training_step_moves_the_aligned_encoders_and_codebook_and_the_codes_f
     optimizer = torch.optim.Adam(model.parameters(), lr=0.05)
     loss = model.loss(inputs, targets)
     loss.backward()
-    # the recommendation loss reaches the aligned encoders, the missing vectors and the codebook ...
-    assert tok.aligned["text"][0].weight.grad.abs().sum() > 0
-    assert tok.aligned["behavior"][0].weight.grad.abs().sum() > 0
+    # one objective: the encoders, codebook and decoders learn from the recommendation and tokenizer losses ...
+    for trained in (tok.aligned["text"], tok.aligned["behavior"], tok.specific["image"], tok.decoders["behavior"]):
+        assert trained[0].weight.grad.abs().sum() > 0
     assert tok.quantizers["shared"].codebooks.grad.abs().sum() > 0
-    # ... and nothing else of the tokenizer takes part
-    for frozen in (tok.specific, tok.decoders, tok.clubs, tok.sequence_encoder, tok.sequence_head):
+    # ... but CLUB's q (refitted by its own optimiser in stage 1) and the sequence contrast's encoder do not
+    for frozen in (tok.clubs, tok.sequence_encoder, tok.sequence_head):
         assert all(not p.requires_grad and p.grad is None for p in frozen.parameters())
     for _ in range(3):
         optimizer.step()
@@ -110,6 +110,19 @@ def test_a_training_step_moves_the_aligned_encoders_and_codebook_and_the_codes_f
     model.eval()  # the item vectors kept out of training are those of the new weights
     with torch.no_grad():
         assert not torch.allclose(model.score(inputs[:4]), before)
+
+
+def test_the_one_objective_adds_the_tokenizers_losses_on_the_items_of_the_step(tokenizer):
+    inputs, targets = (t.clone() for t in batch(joint_model(tokenizer).config.n_items))
+    inputs[:, 5:], targets[:, 5:] = 0, 0  # padding is no item of the step
+    alone, both = (joint_model(tokenizer, joint_tokenizer_weight=w) for w in (0.0, 2.0))
+    items = torch.unique(torch.cat([inputs[:, :5], targets[:, :5]]))
+    with torch.no_grad():
+        expected = both.joint.tokenizer_loss(items)
+        everything = both.joint.tokenizer_loss(torch.arange(1, both.config.n_items + 1))
+        assert expected > 0 and expected.item() != pytest.approx(everything.item(), rel=1e-3)
+        difference = both.loss(inputs, targets) - alone.loss(inputs, targets)
+    assert difference.item() == pytest.approx(2.0 * expected.item(), rel=1e-5)
 
 
 def test_joint_model_checkpoint_round_trip_scores_the_same(tokenizer):

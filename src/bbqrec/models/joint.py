@@ -1,13 +1,15 @@
 """One-stage training: the recommender trains the tokenizer's quantized item vectors further instead of reading
 frozen codes (METHOD.md, "Training is two-stage (default)"; `train.options.tokenizer_training: joint`).
 
-The stage-1 tokenizer is the starting point. Its behaviour-aligned encoders, "missing" vectors and codebook(s)
-learn from the recommendation loss through ẑ (straight-through to the encoder, directly to the codebook) plus
-the quantizer's own codebook and commitment loss, which keeps the codes near what the encoders output. Every
-step re-encodes all items, so the codes that the similarity bias compares follow the codebook. The codes are
-the argmin codes: the balanced last level of the SIDs file is a stage-1 post-processing, not a trained part.
-The tokenizer's other parts (specific encoders, decoders, CLUB, sequence encoder) and losses stay as stage 1
-left them.
+The stage-1 tokenizer is the starting point. One objective then trains it with the recommender: the
+recommendation loss reaches the behaviour-aligned encoders, "missing" vectors and codebook(s) through ẑ
+(straight-through to the encoder, directly to the codebook), and the tokenizer's own losses on the items of
+each step (quantizer, reconstruction, CLUB bound, behaviour reconstruction, cross-stream alignment) keep the
+codes what stage 1 made them for. Left out: the sequence-to-item contrast (its small sequence encoder stood in
+for the recommender, which now trains the codes itself) and the refitting of CLUB's q, which stays as stage 1
+fitted it (a second, alternating optimiser). Every step re-encodes all items, so the codes that the similarity
+bias compares follow the codebook. The codes are the argmin codes: the balanced last level of the SIDs file is
+a stage-1 post-processing, not a trained part.
 """
 
 from __future__ import annotations
@@ -17,7 +19,7 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor, nn
 
-from bbqrec.quantize.tokenizer import BBQTokenizer, aligned_quantized, masked_mean
+from bbqrec.quantize.tokenizer import BBQTokenizer, aligned_quantized
 
 STREAM_ORDER = ("text", "image", "behavior")  # the order of load_semantic_ids (bbqrec.training.loop)
 
@@ -28,7 +30,6 @@ class QuantizedItems:
 
     vectors: Tensor  # [N+1, M, d] ẑ of each stream; zeros where an item lacks the stream
     codes: Tensor  # [N+1, M, levels]; -item_id where an item lacks the stream (matches no other item)
-    loss: Tensor  # the quantizer's codebook + commitment loss, mean over items and streams
 
 
 class JointQuantizer(nn.Module):
@@ -41,9 +42,9 @@ class JointQuantizer(nn.Module):
         super().__init__()
         self.tokenizer = tokenizer
         self.streams = [s for s in STREAM_ORDER if s in tokenizer.config.streams]
-        trained_parts = (tokenizer.aligned, tokenizer.missing, tokenizer.quantizers)
-        trained = {id(p) for part in trained_parts for p in part.parameters()}
-        for parameter in tokenizer.parameters():  # the rest is not in the recommender's graph
+        trained_parts = (tokenizer.aligned, tokenizer.specific, tokenizer.decoders, tokenizer.missing)
+        trained = {id(p) for part in (*trained_parts, tokenizer.quantizers) for p in part.parameters()}
+        for parameter in tokenizer.parameters():  # CLUB's q and the sequence encoder stay as stage 1 left them
             parameter.requires_grad_(id(parameter) in trained)
         for s in self.streams:
             self.register_buffer(f"features_{s}", features[s].float())
@@ -64,12 +65,17 @@ class JointQuantizer(nn.Module):
             vectors.append(aligned_quantized(encoded[s]) * has)
             codes.append(torch.where(has, encoded[s].quant.codes, -item_ids[:, None]))
         vectors, codes = torch.stack(vectors, dim=1), torch.stack(codes, dim=1)  # [N, M, d], [N, M, levels]
-        loss = torch.stack([masked_mean(encoded[s].quant.loss, encoded[s].present) for s in self.streams]).mean()
         return QuantizedItems(
             vectors=torch.cat([vectors.new_zeros(1, *vectors.shape[1:]), vectors]),
             codes=torch.cat([codes.new_zeros(1, *codes.shape[1:]), codes]),
-            loss=loss,
         )
+
+    def tokenizer_loss(self, items: Tensor) -> Tensor:
+        """The tokenizer's own loss (stage 1's total, without the sequence contrast) on `items` (ids 1..N)."""
+        rows = items - 1
+        features = {s: getattr(self, f"features_{s}")[rows] for s in self.streams}
+        present = {s: getattr(self, f"present_{s}")[rows] for s in self.streams}
+        return self.tokenizer.losses(self.tokenizer.encode(features, present), features).total
 
     def checkpoint(self) -> dict:
         """What `from_checkpoint` needs besides the state dict (which holds the weights and the inputs)."""

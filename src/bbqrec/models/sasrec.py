@@ -46,7 +46,7 @@ class ModelConfig:
     loss: str = "ce"  # "ce": full softmax over all items; "bce": one sampled negative per position
     similarity: str | None = None  # None, "prefix", "equal_levels" or "cosine" (see models.similarity)
     cosine_buckets: int = 8
-    joint_quantizer_weight: float = 1.0  # one-stage training: weight of the quantizer's own loss
+    joint_tokenizer_weight: float = 1.0  # one-stage training: weight of the tokenizer's own losses
 
 
 def pad_sequences(sequences: pl.Series, max_len: int) -> Tensor:
@@ -141,19 +141,18 @@ class SASRec(nn.Module):
             nn.init.zeros_(module.bias)
 
     def item_vectors(self) -> Tensor:
-        """Every item's input vector e_i [N+1, D]; row 0 (padding) is zero."""
-        return self._item_side()[0]
+        """Every item's input vector e_i [N+1, D]; row 0 (padding) is zero.
 
-    def _item_side(self) -> tuple[Tensor, Tensor | None]:
-        """The item vectors and, with one-stage training, the quantizer's loss; that also sets the similarity
-        bias to the current codes. Out of training the tokenizer is fixed, so its result is kept."""
+        With one-stage training this runs the tokenizer over every item and sets the similarity bias to the
+        current codes; out of training the tokenizer is fixed, so its result is kept.
+        """
         if self._eval_items is not None and not self.training:
-            return self._eval_items, None
+            return self._eval_items
         vectors = self.item_embedding.weight
         for m, projection in enumerate(self.feature_projections):
             vectors = vectors + projection(getattr(self, f"item_feature_{m}"))
         if self.joint is None:
-            return vectors, None
+            return vectors
         items = self.joint()
         if self.similarity is not None:
             self.similarity.set_codes(items.codes, items.vectors.detach())
@@ -161,7 +160,7 @@ class SASRec(nn.Module):
             vectors = vectors + projection(items.vectors[:, m])
         if not self.training:
             self._eval_items = vectors.detach()
-        return vectors, items.loss
+        return vectors
 
     def train(self, mode: bool = True) -> "SASRec":
         self._eval_items = None  # new weights may follow
@@ -213,7 +212,7 @@ class SASRec(nn.Module):
         `positions` and `segments` describe packed rows (see `encode`).
         """
         has_target = targets != 0
-        vectors, quantizer_loss = self._item_side()  # [N+1, D]
+        vectors = self.item_vectors()  # [N+1, D]
         # A one-stage model runs its tokenizer once per step; the others look their vectors up twice, which
         # keeps the float sums of their gradients (and so their results) as they were.
         shared = vectors if self.joint is not None else None
@@ -227,8 +226,9 @@ class SASRec(nn.Module):
             positive_logit = (hidden * vectors[target]).sum(-1)
             negative_logit = (hidden * vectors[negative.to(target.device)]).sum(-1)
             loss = (F.softplus(-positive_logit) + F.softplus(negative_logit)).mean()
-        if quantizer_loss is not None:
-            loss = loss + self.config.joint_quantizer_weight * quantizer_loss
+        if self.joint is not None:  # one objective: the tokenizer's own losses on the items of this step
+            items = torch.unique(torch.cat([item_seq[item_seq != 0], target]))
+            loss = loss + self.config.joint_tokenizer_weight * self.joint.tokenizer_loss(items)
         return loss
 
     def last_hidden(self, item_seq: Tensor, vectors: Tensor | None = None) -> Tensor:

@@ -40,9 +40,9 @@ class TrainConfig:
     quantized_inputs: tuple[str, ...] = ("text", "image")  # streams whose quantized vectors join the item input
     content_inputs: bool = True  # also add the continuous text/image embeddings (sasrec-mm's inputs)
     # "two_stage": the tokenizer's codes and ẑ are frozen inputs (METHOD.md's default); "joint": one stage, the
-    # recommender trains the tokenizer's aligned encoders and codebook further from there (bbqrec.models.joint)
+    # recommender and the tokenizer's own losses train the tokenizer further from there (bbqrec.models.joint)
     tokenizer_training: str = "two_stage"
-    joint_quantizer_weight: float = 1.0  # "joint": weight of the quantizer's codebook + commitment loss
+    joint_tokenizer_weight: float = 1.0  # "joint": weight of the tokenizer's own losses in the one objective
     # optimisation
     lr: float = 1e-3
     weight_decay: float = 0.0
@@ -109,5 +109,5 @@ SEMANTIC_ID_OPTIONS = (
     "quantized_inputs",
     "content_inputs",
     "tokenizer_training",
-    "joint_quantizer_weight",
+    "joint_tokenizer_weight",
 )
