@@ -89,6 +89,16 @@ def test_a_training_step_moves_the_aligned_encoders_and_codebook_and_the_codes_f
     codebook = tok.quantizers["shared"].codebooks.detach().clone()
     model.train()
     optimizer = torch.optim.Adam(model.parameters(), lr=0.05)
+    # the recommendation loss alone reaches the codebook and the aligned encoders of the streams whose ẑ is an
+    # item input (text and image by default); the codes of the similarity bias pass no gradient
+    recommender_only = joint_model(tokenizer, joint_tokenizer_weight=0.0)
+    recommender_only.loss(inputs, targets).backward()
+    alone = recommender_only.joint.tokenizer
+    for stream in ("text", "image"):
+        assert alone.aligned[stream][0].weight.grad.abs().sum() > 0, stream
+    assert not alone.aligned["behavior"][0].weight.grad.any()
+    assert alone.quantizers["shared"].codebooks.grad.abs().sum() > 0
+    assert alone.decoders["text"][0].weight.grad is None  # only the tokenizer's losses use the decoders
     loss = model.loss(inputs, targets)
     loss.backward()
     # one objective: the encoders, codebook and decoders learn from the recommendation and tokenizer losses ...
@@ -130,9 +140,12 @@ def test_joint_model_checkpoint_round_trip_scores_the_same(tokenizer):
     inputs, targets = batch(model.config.n_items)
     optimizer = torch.optim.Adam(model.parameters(), lr=0.01)
     model.loss(inputs, targets).backward()
-    optimizer.step()
+    optimizer.step()  # moves the codes away from those the loss set
+    saved = model.checkpoint()
+    with torch.no_grad():
+        assert torch.equal(saved["state_dict"]["similarity.item_codes"], model.joint().codes)
     model.eval()
-    restored = SASRec.from_checkpoint(model.checkpoint()).eval()
+    restored = SASRec.from_checkpoint(saved).eval()
     with torch.no_grad():
         assert torch.equal(restored.score(inputs[:5]), model.score(inputs[:5]))
         assert torch.equal(restored.similarity.item_codes, model.similarity.item_codes)

@@ -20,8 +20,7 @@ import torch
 from torch import Tensor, nn
 
 from bbqrec.quantize.tokenizer import BBQTokenizer, aligned_quantized
-
-STREAM_ORDER = ("text", "image", "behavior")  # the order of load_semantic_ids (bbqrec.training.loop)
+from bbqrec.training.config import STREAM_ORDER  # the streams in the order of the SIDs files' codes
 
 
 @dataclass

@@ -226,7 +226,8 @@ class SASRec(nn.Module):
             positive_logit = (hidden * vectors[target]).sum(-1)
             negative_logit = (hidden * vectors[negative.to(target.device)]).sum(-1)
             loss = (F.softplus(-positive_logit) + F.softplus(negative_logit)).mean()
-        if self.joint is not None:  # one objective: the tokenizer's own losses on the items of this step
+        if self.joint is not None and self.config.joint_tokenizer_weight > 0:
+            # one objective: the tokenizer's own losses on the items of this step
             items = torch.unique(torch.cat([item_seq[item_seq != 0], target]))
             loss = loss + self.config.joint_tokenizer_weight * self.joint.tokenizer_loss(items)
         return loss
@@ -246,6 +247,9 @@ class SASRec(nn.Module):
 
     def checkpoint(self) -> dict[str, Any]:
         """What `from_checkpoint` needs to rebuild this model, frozen inputs included."""
+        if self.joint is not None:  # the codes of these weights (training sets them before its last step)
+            with torch.no_grad():
+                self.item_vectors()
         vectors = getattr(self.similarity, "item_vectors", None)
         return {
             "config": asdict(self.config),
