@@ -13,7 +13,7 @@ from pathlib import Path
 
 import polars as pl
 import pytest
-from workflow_runs import BASIC_CONFIG, BASIC_CONFIG_SOURCE, REPO, snakemake
+from workflow_runs import BASIC_CONFIG, BASIC_CONFIG_SOURCE, REPO, job_counts, snakemake
 
 pytestmark = pytest.mark.slow
 
@@ -131,7 +131,7 @@ def test_dataset_file_edits_rerun_only_the_stages_they_configure(basic_config_ru
     dataset_file = basic_config_run / "config" / "datasets" / "gift-cards.yaml"
     original = dataset_file.read_text()
     try:
-        planned = {}
+        planned, trains = {}, {}
         for name, block in (
             ("bbqrec inputs", "train:\n  content_inputs: false\n"),  # read by bbqrec, not the behaviour SASRec
             ("every model", "train:\n  patience: 3\n"),
@@ -141,13 +141,16 @@ def test_dataset_file_edits_rerun_only_the_stages_they_configure(basic_config_ru
             result = snakemake_in(basic_config_run, "-n", "--cores", "1", "--quiet", "rules")
             assert result.returncode == 0, result.stdout + result.stderr
             planned[name] = planned_rules(result)
+            trains[name] = job_counts(result.stdout).get("train", 0)
     finally:
         dataset_file.write_text(original)
     assert planned["bbqrec inputs"] == {
         "train", "evaluate", "compare", "plot_training_curves", "report_comparison", "all",
         "export_similarity_bias", "plot_similarity_bias",
     }
+    assert trains["bbqrec inputs"] == 1  # bbqrec; the sasrec baseline does not read the option
     assert {"behavior_embed", "quantize", "train"} <= planned["every model"]
+    assert trains["every model"] == 2
     assert "prepare_data" not in planned["every model"]
     assert {"prepare_data", "train", "evaluate"} <= planned["preparation"]
 

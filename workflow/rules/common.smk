@@ -276,17 +276,25 @@ def get_train_gpu_request(wildcards):
     return config["gpus"] and max(config["gpus"], get_train_processes(wildcards))
 
 
+def without_semantic_id_options(options):
+    """Train options less those only the semantic-ID (bbqrec) variants read."""
+    return {k: v for k, v in options.items() if k not in SEMANTIC_ID_OPTIONS}
+
+
 def get_train_options_record(wildcards):
-    """The train options as a params value of wildcards alone: Snakemake records (and reruns on) such params,
-    not those that take `threads` or `input`, like get_train_options_json."""
-    return to_json(get_train_options(wildcards))
+    """The train options a run reads, as a params value of wildcards alone: Snakemake records (and reruns on)
+    such params, not those that take `threads` or `input`, like get_train_options_json. The baselines do not
+    read the semantic-ID options, so changing one reruns the bbqrec variants only."""
+    options = get_train_options(wildcards)
+    if get_variant(wildcards.variant).item_inputs != "sids":
+        options = without_semantic_id_options(options)
+    return to_json(options)
 
 
 def get_behavior_options_record(wildcards):
-    """get_train_options_record without the options of the semantic-ID variants, which the ID-only behaviour
-    SASRec does not read: changing them reruns the recommenders, not the tokenizers."""
-    options = get_train_options(wildcards)
-    return to_json({k: v for k, v in options.items() if k not in SEMANTIC_ID_OPTIONS})
+    """The options the ID-only behaviour SASRec reads: changing a semantic-ID option reruns the bbqrec
+    variants, not the tokenizers."""
+    return to_json(without_semantic_id_options(get_train_options(wildcards)))
 
 
 def get_train_options_json(wildcards, threads):
