@@ -6,6 +6,7 @@ import shutil
 from pathlib import Path
 
 import pytest
+from slurm_runs import BackgroundSlurmRun, slurm_enabled
 from workflow_runs import BASIC_CONFIG, BASIC_CONFIG_SOURCE, copy_workflow, dry_run, job_counts, snakemake
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
@@ -23,6 +24,24 @@ def shared_data() -> Path:
     if not SHARED_DATA.is_dir():
         pytest.skip(f"real data not found at {SHARED_DATA} (expected ../shared/data beside the repository)")
     return SHARED_DATA
+
+
+# Autouse, session scope: set up before the first test, so the SLURM run's minutes of waiting on the scheduler overlap
+# the rest of the suite (tests/slurm_runs.py). The cluster stays up until the suite ends: the SLURM executor plugin
+# runs `scontrol show config` whenever snakemake starts, and with the client installed and no controller that waits
+# 9 s, which every later test calling snakemake would pay.
+@pytest.fixture(scope="session", autouse=True)
+def slurm_run(request, tmp_path_factory):
+    """The SLURM run that tests/test_slurm.py checks, started now; None where that test is not run."""
+    wanted = any(Path(item.path).name == "test_slurm.py" for item in request.session.items)
+    if not (wanted and SHARED_DATA.is_dir() and slurm_enabled()):
+        yield None
+        return
+    run = BackgroundSlurmRun(tmp_path_factory.mktemp("slurm-run") / "workdir", SHARED_DATA).start()
+    try:
+        yield run
+    finally:
+        run.stop()
 
 
 @pytest.fixture(scope="session")
