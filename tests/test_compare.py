@@ -1,10 +1,21 @@
-"""The comparison table: mean ± std over seeds, gain over sasrec and the paired test, against hand computation."""
+"""The comparison table: mean ± std over seeds, gain over sasrec and the paired test, against hand computation;
+the same per bucket of the test target's training count."""
+
+from collections import Counter
 
 import polars as pl
 import pytest
 from scipy.stats import wilcoxon
 
-from bbqrec.evaluation.compare import comparison_table, markdown
+from bbqrec.evaluation.compare import (
+    comparison_by_popularity,
+    comparison_table,
+    markdown,
+    popularity_buckets,
+    popularity_markdown,
+    target_popularity,
+)
+from bbqrec.io import InputError
 
 
 def metrics_rows(variant, seed, recall10):
@@ -91,3 +102,72 @@ def test_a_one_seed_row_is_compared_with_the_baselines_same_seed():
     # seed 0 against seed 0: +1, -1, +1, +1 (not the differences from sasrec's per-user means over 3 seeds)
     assert row["p_value"] == pytest.approx(wilcoxon([1, -1, 1, 1], zero_method="wilcox").pvalue)
     assert row["gain_mm"] is None and row["p_value_mm"] is None  # sasrec-mm was not run
+
+
+def test_popularity_buckets_and_bad_edges():
+    assert popularity_buckets([1, 5, 20]) == [(0, "0"), (1, "1-4"), (5, "5-19"), (20, ">=20")]
+    assert popularity_buckets([2]) == [(0, "0-1"), (2, ">=2")]
+    for edges in ([5, 1], [1, 1], [0, 5], []):
+        with pytest.raises(InputError, match=r"compare.popularity_edges: expected positive, strictly increasing"):
+            popularity_buckets(edges)
+
+
+def test_target_popularity_counts_the_training_sequences():
+    train = pl.DataFrame({"user_id": [1, 2, 3], "items": [[7, 8, 7], [8, 9], [7]]})  # 7: 3 times, 8: 2, 9: 1
+    test = pl.DataFrame({"user_id": [1, 2, 3, 4], "history": [[7], [8], [7], [7]], "target": [9, 7, 5, 8]})
+    frame = target_popularity(train, test, [1, 3])
+    assert frame.sort("user_id").select("user_id", "train_count", "bucket", "bucket_min").rows() == [
+        (1, 1, "1-2", 1), (2, 3, ">=3", 3), (3, 0, "0", 0), (4, 2, "1-2", 1),  # item 5 never in training
+    ]
+
+
+def test_target_popularity_on_real_data_matches_a_count(prepared):
+    data = prepared("scientific-mm")
+    train, test = pl.read_parquet(data / "train.parquet"), pl.read_parquet(data / "test.parquet")
+    counts = Counter(item for items in train["items"].to_list() for item in items)
+    frame = target_popularity(train, test)
+    assert frame.height == test.height  # one row per test user
+    expected = {user: counts[target] for user, target in zip(test["user_id"].to_list(), test["target"].to_list())}
+    assert dict(zip(frame["user_id"].to_list(), frame["train_count"].to_list())) == expected
+    assert frame.filter(pl.col("train_count") >= 20)["bucket"].unique().to_list() == [">=20"]
+    assert set(frame["bucket"]) == {"0", "1-4", "5-19", ">=20"}
+
+
+def test_comparison_by_popularity_is_the_table_within_each_bucket():
+    # users 1-4 have a rare target (bucket "0"), users 5-8 a popular one (">=20"); two seeds
+    popularity = pl.DataFrame(
+        {"dataset": "d", "user_id": list(range(1, 9)), "bucket_min": [0] * 4 + [20] * 4,
+         "bucket": ["0"] * 4 + [">=20"] * 4}
+    )
+    base = {0: [0, 0, 0, 1, 1, 1, 0, 1], 1: [0, 0, 1, 0, 1, 1, 1, 1]}
+    ours = {0: [1, 1, 0, 1, 1, 0, 0, 1], 1: [1, 0, 1, 1, 1, 1, 0, 1]}
+    users = pl.DataFrame(
+        [{"dataset": "d", "variant": variant, "seed": seed, "user_id": u + 1, "metric": "ndcg", "k": 10,
+          "value": float(v)}
+         for variant, values in (("sasrec", base), ("bbqrec", ours))
+         for seed, row in values.items()
+         for u, v in enumerate(row)]
+    )
+    table = comparison_by_popularity(users, popularity, baselines={"sasrec": ""})
+    rare = table.filter((pl.col("bucket") == "0") & (pl.col("variant") == "bbqrec")).row(0, named=True)
+    # seed means over users 1-4: bbqrec .75 and .75, sasrec .25 and .25
+    assert (rare["users"], rare["seeds"], rare["mean"], rare["std"]) == (4, 2, 0.75, 0.0)
+    assert rare["gain"] == pytest.approx(0.75 / 0.25 - 1)
+    # per-user means over seeds, bbqrec - sasrec: 1, .5, 0, .5
+    assert rare["p_value"] == pytest.approx(wilcoxon([1, 0.5, 0, 0.5], zero_method="wilcox").pvalue)
+    # users 5-8: seed means bbqrec .5 and .75, sasrec .75 and 1; per-user differences 0, -.5, -.5, 0
+    popular = table.filter((pl.col("bucket") == ">=20") & (pl.col("variant") == "bbqrec")).row(0, named=True)
+    assert popular["mean"] == pytest.approx(0.625) and popular["std"] == pytest.approx(0.1767767, rel=1e-6)
+    assert popular["gain"] == pytest.approx(0.625 / 0.875 - 1)
+    assert popular["p_value"] == pytest.approx(wilcoxon([0, -0.5, -0.5, 0], zero_method="wilcox").pvalue)
+    # no gain over a baseline that scored 0 (bucket ">=20" with the roles swapped would be 0 / 0)
+    swapped = comparison_by_popularity(
+        users.with_columns(value=pl.when(pl.col("variant") == "sasrec").then(0.0).otherwise(pl.col("value"))),
+        popularity, baselines={"sasrec": ""},
+    )
+    assert swapped.filter(pl.col("variant") == "bbqrec")["gain"].to_list() == [None, None]
+    text = popularity_markdown(table, ["sasrec", "bbqrec"], headline=(("ndcg", 10),), baselines={"sasrec": ""})
+    lines = text.splitlines()
+    assert lines.index("| 0 | 4 | `bbqrec` | 2 | 0.7500 ± 0.0000 | +200.0% | 0.25 |") < lines.index(
+        "| >=20 | 4 | `sasrec` | 2 | 0.8750 ± 0.1768 |  |  |"
+    )

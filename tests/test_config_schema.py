@@ -56,6 +56,8 @@ def test_default_config_is_valid_and_package_defaults_pass_the_schema():
         ({"quantize": {"seed": -1}}, "-1 is less than the minimum of 0"),
         ({"quantize": {"behavior_models": 0}}, "0 is less than the minimum of 1"),
         ({"quantize": {"behavior_models": "3"}}, "'3' is not of type 'integer'"),
+        ({"compare": {"popularity_edges": [0, 5]}}, "0 is less than the minimum of 1"),
+        ({"compare": {"popularity_edges": []}}, "should be non-empty"),
     ],
 )
 def test_bad_keys_and_values_are_named(patch, message):

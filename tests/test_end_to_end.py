@@ -52,6 +52,16 @@ def test_every_stage_writes_its_artifacts(basic_config_run):
     comparison = pl.read_parquet(results / "comparison.parquet")
     assert set(comparison["variant"]) == {"sasrec", "bbqrec"}
     assert "## gift-cards" in (results / "comparison.md").read_text()
+    # The same per bucket of the test target's training count: the buckets hold every test user once, and their
+    # users-weighted means give the overall mean (one seed).
+    by_popularity = pl.read_parquet(results / "comparison_by_popularity.parquet")
+    test_users = pl.read_parquet(results / "gift-cards" / "data" / "test.parquet").height
+    for variant in ("sasrec", "bbqrec"):
+        ndcg10 = (pl.col("variant") == variant) & (pl.col("metric") == "ndcg") & (pl.col("k") == 10)
+        rows, overall = by_popularity.filter(ndcg10), comparison.filter(ndcg10)
+        assert rows["users"].sum() == test_users and rows["bucket"].is_unique().all()
+        assert (rows["users"] * rows["mean"]).sum() / test_users == pytest.approx(overall["mean"].item(), rel=1e-9)
+    assert "# By the test target's popularity" in (results / "comparison.md").read_text()
     metrics = pl.read_parquet(results / "gift-cards" / "eval" / "bbqrec" / "seed0" / "metrics.parquet")
     assert metrics.filter(pl.col("split") == "test").height == 6  # recall/ndcg at 5, 10, 20
     import torch

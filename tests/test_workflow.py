@@ -54,6 +54,16 @@ def test_mistyped_config_value_is_an_error_naming_the_key():
     assert "'fifty' is not of type 'integer'" in output and "['max_history_len']" in output
 
 
+def test_popularity_edges_out_of_order_are_an_error_naming_the_key(tmp_path):
+    # Each edge passes the schema (a positive integer); their order is checked when the workflow is parsed.
+    (tmp_path / "edges.yaml").write_text("compare:\n  popularity_edges: [5, 1]\n")
+    result = snakemake("-n", "--cores", "1", "--configfile", str(tmp_path / "edges.yaml"))
+    assert result.returncode != 0
+    assert "config key compare.popularity_edges: expected strictly increasing counts, got [5, 1]" in (
+        result.stdout + result.stderr
+    )
+
+
 def test_lint_is_clean():
     result = snakemake("--lint")
     assert result.returncode == 0, result.stdout + result.stderr

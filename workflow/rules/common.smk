@@ -23,6 +23,13 @@ from bbqrec.training import DEFAULT_TRAIN_CONFIG, SEMANTIC_ID_OPTIONS  # noqa: E
 validate(config, schema="../schemas/config.schema.yaml")
 
 DATASETS = config["datasets"]
+# The one rule of the compare block that the schema cannot state (bbqrec.evaluation.compare.popularity_buckets
+# checks it again for the script's own users).
+_edges = config["compare"]["popularity_edges"]
+if any(b <= a for a, b in zip(_edges, _edges[1:])):
+    raise WorkflowError(
+        f"config key compare.popularity_edges: expected strictly increasing counts, got {_edges}"
+    )
 DATASET_DIR = Path(workflow.basedir) / "config" / "datasets"
 DATASET_CONFIGS = {
     name: load_dataset_config(DATASET_DIR / f"{name}.yaml") for name in DATASETS
@@ -418,3 +425,14 @@ def get_train_logs(wildcards):
 def get_eval_outputs():
     """The test metrics of every configured run."""
     return [f"results/{d}/eval/{v}/seed{s}/metrics.parquet" for d, v, s in get_runs()]
+
+
+def get_compared_data():
+    """The training sequences and test targets of every dataset with a run: the compare stage counts each test
+    target's training interactions for its per-popularity table."""
+    datasets = dict.fromkeys(d for d, _, _ in get_runs())
+    return [
+        f"results/{d}/data/{split}.parquet"
+        for d in datasets
+        for split in ("train", "test")
+    ]

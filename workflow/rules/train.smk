@@ -89,8 +89,10 @@ rule export_similarity_bias:
 rule compare:
     input:
         metrics=get_eval_outputs(),
+        data=get_compared_data(),
     output:
         table="results/comparison.parquet",
+        by_popularity="results/comparison_by_popularity.parquet",
         markdown=report(
             "results/comparison.md",
             caption="../report/comparison.rst",
@@ -108,7 +110,13 @@ rule compare:
     params:
         script=script("compare.py"),
         eval_dirs=lambda wildcards, input: [str(Path(m).parent) for m in input.metrics],
+        data_dirs=lambda wildcards, input: sorted(
+            {str(Path(d).parent) for d in input.data}
+        ),
         variants=get_variants(),
+        popularity_edges=config["compare"]["popularity_edges"],
     shell:
-        "{params.script} --eval-dirs {params.eval_dirs} --variants {params.variants}"
-        " --out-parquet {output.table} --out-markdown {output.markdown} > {log} 2>&1"
+        "{params.script} --eval-dirs {params.eval_dirs} --data-dirs {params.data_dirs}"
+        " --variants {params.variants} --popularity-edges {params.popularity_edges}"
+        " --out-parquet {output.table} --out-popularity {output.by_popularity}"
+        " --out-markdown {output.markdown} > {log} 2>&1"

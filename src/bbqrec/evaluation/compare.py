@@ -8,6 +8,9 @@ per-user metrics are averaged over those seeds first (so a user counts once), th
 signed-rank test is run on the paired differences (zero differences dropped, as Wilcoxon's original procedure).
 Pairing a 1-seed row with a 3-seed mean would not do: the differences of a 0/1 hit against a mean of three are
 not symmetric about 0 even when the two models are alike, and Wilcoxon's p-value assumes they are.
+
+The same table per bucket of the test target's popularity (how often it occurs in the training sequences): semantic
+IDs are meant to help the rare items, and the mean over all users is carried by the popular ones.
 """
 
 from __future__ import annotations
@@ -15,8 +18,12 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 
+import numpy as np
+
 import polars as pl
 from scipy.stats import wilcoxon
+
+from bbqrec.io import InputError
 
 BASELINE = "sasrec"
 # Baselines of the table -> the suffix of their gain/p_value columns (comparison.parquet keeps `gain`, `p_value`
@@ -24,18 +31,21 @@ BASELINE = "sasrec"
 BASELINES = {"sasrec": "", "sasrec-mm": "_mm"}
 HEADLINE = (("recall", 10), ("ndcg", 10))
 METRIC_NAMES = {"recall": "Recall", "ndcg": "NDCG"}
+# Buckets of a test target's count in the training sequences: 0 (never seen in training), 1-4, 5-19, >= 20.
+POPULARITY_EDGES = (1, 5, 20)
 
 
-def summarize(metrics: pl.DataFrame) -> pl.DataFrame:
-    """Mean, std (sample, ddof 1; 0 for one seed) and seed count per dataset, variant, split, metric, k."""
+def summarize(metrics: pl.DataFrame, by: Sequence[str] = ()) -> pl.DataFrame:
+    """Mean, std (sample, ddof 1; 0 for one seed) and seed count per dataset, `by`, variant, split, metric, k."""
+    keys = ["dataset", *by, "variant", "split", "metric", "k"]
     return (
-        metrics.group_by("dataset", "variant", "split", "metric", "k")
+        metrics.group_by(keys)
         .agg(
             mean=pl.col("value").mean(),
             std=pl.col("value").std(ddof=1).fill_null(0.0),
             seeds=pl.col("seed").n_unique(),
         )
-        .sort("dataset", "variant", "split", "metric", "k")
+        .sort(keys)
     )
 
 
@@ -47,49 +57,129 @@ def with_baseline(frame: pl.DataFrame, baseline: str, keys: Sequence[str] = ()) 
     return frame.join(base, on=on, how="inner")
 
 
-def paired_p_values(user_metrics: pl.DataFrame, baseline: str = BASELINE) -> pl.DataFrame:
-    """p-value of each variant against `baseline` per dataset, metric and k, on the seeds both have (null where
-    no baseline)."""
+def paired_p_values(user_metrics: pl.DataFrame, baseline: str = BASELINE, by: Sequence[str] = ()) -> pl.DataFrame:
+    """p-value of each variant against `baseline` per dataset, `by`, metric and k, on the seeds both have (null
+    where no baseline)."""
+    keys = ["dataset", *by, "variant", "metric", "k"]
     paired = (
-        with_baseline(user_metrics, baseline, ["user_id"])
+        with_baseline(user_metrics, baseline, [*by, "user_id"])
         .filter(pl.col("variant") != baseline)
-        .group_by("dataset", "variant", "user_id", "metric", "k")
+        .group_by(*keys, "user_id")
         .agg(pl.col("value").mean(), pl.col("base").mean())
     )
     rows = []
-    for (dataset, variant, metric, k), group in paired.group_by(
-        "dataset", "variant", "metric", "k", maintain_order=True
-    ):
+    for key, group in paired.group_by(keys, maintain_order=True):
         diff = (group["value"] - group["base"]).to_numpy()
         p = 1.0 if not diff.any() else float(wilcoxon(diff, zero_method="wilcox").pvalue)
-        rows.append({"dataset": dataset, "variant": variant, "metric": metric, "k": k, "p_value": p})
-    schema = {"dataset": pl.String, "variant": pl.String, "metric": pl.String, "k": pl.Int64, "p_value": pl.Float64}
+        rows.append({**dict(zip(keys, key)), "p_value": p})
+    schema = {key: user_metrics.schema[key] for key in keys} | {"p_value": pl.Float64}
     return pl.DataFrame(rows, schema=schema)
 
 
 def comparison_table(
-    metrics: pl.DataFrame, user_metrics: pl.DataFrame, baselines: dict[str, str] = BASELINES
+    metrics: pl.DataFrame, user_metrics: pl.DataFrame, baselines: dict[str, str] = BASELINES, by: Sequence[str] = ()
 ) -> pl.DataFrame:
-    """Test-split summary with, per baseline, the relative gain of the mean (`gain<suffix>`) and the paired
-    p-value (`p_value<suffix>`), both over the seeds the row shares with the baseline; null where it shares none."""
+    """Test-split summary per dataset (and `by`) and variant with, per baseline, the relative gain of the mean
+    (`gain<suffix>`) and the paired p-value (`p_value<suffix>`), both over the seeds the row shares with the
+    baseline; null where it shares none or the baseline's mean is 0."""
+    keys = ["dataset", *by, "variant", "metric", "k"]
     test = metrics.filter(pl.col("split") == "test")
-    table = summarize(test)
+    table = summarize(test, by)
     for baseline, suffix in baselines.items():
         gains = (
-            with_baseline(test, baseline)
-            .group_by("dataset", "variant", "metric", "k")
-            .agg((pl.col("value").mean() / pl.col("base").mean() - 1.0).alias(f"gain{suffix}"))
-        )
-        p_values = paired_p_values(user_metrics, baseline).rename({"p_value": f"p_value{suffix}"})
-        table = (
-            table.join(gains, on=["dataset", "variant", "metric", "k"], how="left")
-            .join(
-                p_values.with_columns(pl.col("k").cast(table.schema["k"])),
-                on=["dataset", "variant", "metric", "k"],
-                how="left",
+            with_baseline(test, baseline, by)
+            .group_by(keys)
+            .agg(  # undefined (null) where the baseline scored 0, as on a bucket of never-seen targets
+                pl.when(pl.col("base").mean() > 0)
+                .then(pl.col("value").mean() / pl.col("base").mean() - 1.0)
+                .alias(f"gain{suffix}")
             )
         )
-    return table.sort("dataset", "variant", "metric", "k")
+        p_values = paired_p_values(user_metrics, baseline, by).rename({"p_value": f"p_value{suffix}"})
+        table = table.join(gains, on=keys, how="left").join(
+            p_values.with_columns(pl.col("k").cast(table.schema["k"])), on=keys, how="left"
+        )
+    return table.sort(keys)
+
+
+def popularity_buckets(edges: Sequence[int] = POPULARITY_EDGES) -> list[tuple[int, str]]:
+    """(lowest count, label) of each bucket that `edges` cut the training counts into: (1, 5, 20) -> counts 0,
+    1-4, 5-19, >= 20. Edges must be positive and strictly increasing (config key compare.popularity_edges)."""
+    edges = list(edges)
+    if not edges or edges[0] < 1 or any(b <= a for a, b in zip(edges, edges[1:])):
+        raise InputError(f"compare.popularity_edges: expected positive, strictly increasing counts, got {edges}")
+    bounds = [0, *edges]
+    labels = [str(lo) if hi == lo + 1 else f"{lo}-{hi - 1}" for lo, hi in zip(bounds, edges)]
+    return list(zip(bounds, [*labels, f">={edges[-1]}"]))
+
+
+def target_popularity(
+    train: pl.DataFrame, test: pl.DataFrame, edges: Sequence[int] = POPULARITY_EDGES
+) -> pl.DataFrame:
+    """Each test user (user_id) with its target's count in the training sequences (`train_count`: train.parquet's
+    `items`, what the models were fitted on) and that count's bucket (`bucket`: its label, `bucket_min`: its
+    lowest count)."""
+    buckets = popularity_buckets(edges)
+    counts = train.select(target=pl.col("items").explode()).group_by("target").agg(train_count=pl.len())
+    frame = test.select("user_id", "target").join(counts, on="target", how="left")
+    frame = frame.with_columns(pl.col("train_count").fill_null(0).cast(pl.Int64))
+    lows = np.array([low for low, _ in buckets])
+    index = np.searchsorted(lows, frame["train_count"].to_numpy(), side="right") - 1
+    return frame.with_columns(
+        bucket=pl.Series([buckets[i][1] for i in index], dtype=pl.String),
+        bucket_min=pl.Series(lows[index], dtype=pl.Int64),
+    )
+
+
+def comparison_by_popularity(
+    user_metrics: pl.DataFrame, popularity: pl.DataFrame, baselines: dict[str, str] = BASELINES
+) -> pl.DataFrame:
+    """comparison_table per dataset and bucket of the test target's training count (`popularity`: dataset, user_id,
+    bucket, bucket_min as from target_popularity): a run's metric in a bucket is the mean over that bucket's users;
+    `users` counts them."""
+    users = user_metrics.join(
+        popularity.select("dataset", "user_id", "bucket_min", "bucket"), on=["dataset", "user_id"], how="inner"
+    )
+    by = ["bucket_min", "bucket"]
+    metrics = (
+        users.group_by("dataset", *by, "variant", "seed", "metric", "k")
+        .agg(pl.col("value").mean())
+        .with_columns(split=pl.lit("test"))
+    )
+    sizes = popularity.group_by("dataset", *by).agg(users=pl.len())
+    return comparison_table(metrics, users, baselines, by).join(sizes, on=["dataset", *by], how="left")
+
+
+def _header(headline, baselines) -> list[str]:
+    header = []
+    for metric, k in headline:
+        header.append(f"{METRIC_NAMES[metric]}@{k}")
+        for baseline in baselines:
+            header += [f"gain vs {baseline}", "p"]
+    return header
+
+
+def _cells(rows: pl.DataFrame, variant: str, headline, baselines: dict[str, str]) -> list[str]:
+    """`variant`'s seed count, then per headline metric its mean ± std and the gain and p against each baseline."""
+    cells = [""]
+    for metric, k in headline:
+        row = rows.filter((pl.col("variant") == variant) & (pl.col("metric") == metric) & (pl.col("k") == k))
+        if row.is_empty():
+            cells += [""] * (1 + 2 * len(baselines))
+            continue
+        r = row.row(0, named=True)
+        cells[0] = str(r["seeds"])
+        cells.append(f"{r['mean']:.4f} ± {r['std']:.4f}")
+        for baseline, suffix in baselines.items():
+            gain, p = r[f"gain{suffix}"], r[f"p_value{suffix}"]
+            cells.append("" if gain is None or variant == baseline else f"{gain:+.1%}")
+            cells.append("" if p is None or math.isnan(p) else f"{p:.2g}")
+    return cells
+
+
+def _ordered(variants_present, variants: Sequence[str]) -> list[str]:
+    order = {v: i for i, v in enumerate(variants)}
+    return sorted(variants_present, key=lambda v: order.get(v, len(order)))
 
 
 def markdown(table: pl.DataFrame, variants: Sequence[str], headline=HEADLINE, baselines: dict[str, str] = BASELINES) -> str:
@@ -102,28 +192,31 @@ def markdown(table: pl.DataFrame, variants: Sequence[str], headline=HEADLINE, ba
         "ablation against the baseline's same seed); p: two-sided Wilcoxon signed-rank test over users of the same "
         "difference (per-user metrics averaged over those seeds).",
     ]
-    order = {v: i for i, v in enumerate(variants)}
+    header = ["variant", "seeds", *_header(headline, baselines)]
     for dataset in table["dataset"].unique(maintain_order=True).sort():
         rows = table.filter(pl.col("dataset") == dataset)
-        header = ["variant", "seeds"]
-        for metric, k in headline:
-            header.append(f"{METRIC_NAMES[metric]}@{k}")
-            for baseline in baselines:
-                header += [f"gain vs {baseline}", "p"]
         lines += ["", f"## {dataset}", "", "| " + " | ".join(header) + " |", "|" + " --- |" * len(header)]
-        for variant in sorted(rows["variant"].unique(), key=lambda v: order.get(v, len(order))):
-            cells = [f"`{variant}`", ""]
-            for metric, k in headline:
-                row = rows.filter((pl.col("variant") == variant) & (pl.col("metric") == metric) & (pl.col("k") == k))
-                if row.is_empty():
-                    cells += [""] * (1 + 2 * len(baselines))
-                    continue
-                r = row.row(0, named=True)
-                cells[1] = str(r["seeds"])
-                cells.append(f"{r['mean']:.4f} ± {r['std']:.4f}")
-                for baseline, suffix in baselines.items():
-                    gain, p = r[f"gain{suffix}"], r[f"p_value{suffix}"]
-                    cells.append("" if gain is None or variant == baseline else f"{gain:+.1%}")
-                    cells.append("" if p is None or math.isnan(p) else f"{p:.2g}")
-            lines.append("| " + " | ".join(cells) + " |")
+        for variant in _ordered(rows["variant"].unique(), variants):
+            lines.append("| " + " | ".join([f"`{variant}`", *_cells(rows, variant, headline, baselines)]) + " |")
+    return "\n".join(lines) + "\n"
+
+
+def popularity_markdown(
+    table: pl.DataFrame, variants: Sequence[str], headline=HEADLINE, baselines: dict[str, str] = BASELINES
+) -> str:
+    """comparison_by_popularity's table as Markdown: per dataset, one block of rows per bucket."""
+    lines = [
+        "# By the test target's popularity (its count in the training sequences)",
+        "",
+        "The table above again, on the users whose test target falls in each bucket (gain and p as above, within "
+        "the bucket).",
+    ]
+    header = ["target's training count", "users", "variant", "seeds", *_header(headline, baselines)]
+    for dataset in table["dataset"].unique(maintain_order=True).sort():
+        rows = table.filter(pl.col("dataset") == dataset)
+        lines += ["", f"## {dataset}", "", "| " + " | ".join(header) + " |", "|" + " --- |" * len(header)]
+        for (_, bucket, users), bucket_rows in rows.group_by("bucket_min", "bucket", "users", maintain_order=True):
+            for variant in _ordered(bucket_rows["variant"].unique(), variants):
+                cells = _cells(bucket_rows, variant, headline, baselines)
+                lines.append("| " + " | ".join([bucket, str(users), f"`{variant}`", *cells]) + " |")
     return "\n".join(lines) + "\n"
