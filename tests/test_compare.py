@@ -166,6 +166,7 @@ def test_comparison_by_popularity_is_the_table_within_each_bucket():
         popularity, baselines={"sasrec": ""},
     )
     assert swapped.filter(pl.col("variant") == "bbqrec")["gain"].to_list() == [None, None]
+    assert swapped.filter(pl.col("variant") == "sasrec")["gain"].to_list() == [0.0, 0.0]  # the baseline itself
     text = popularity_markdown(table, ["sasrec", "bbqrec"], headline=(("ndcg", 10),), baselines={"sasrec": ""})
     lines = text.splitlines()
     assert lines.index("| 0 | 4 | `bbqrec` | 2 | 0.7500 ± 0.0000 | +200.0% | 0.25 |") < lines.index(

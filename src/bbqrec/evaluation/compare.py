@@ -89,10 +89,14 @@ def comparison_table(
         gains = (
             with_baseline(test, baseline, by)
             .group_by(keys)
-            .agg(  # undefined (null) where the baseline scored 0, as on a bucket of never-seen targets
-                pl.when(pl.col("base").mean() > 0)
-                .then(pl.col("value").mean() / pl.col("base").mean() - 1.0)
-                .alias(f"gain{suffix}")
+            .agg(value=pl.col("value").mean(), base=pl.col("base").mean())
+            .select(  # undefined (null) where the baseline scored 0, as on a bucket of never-seen targets
+                *keys,
+                pl.when(pl.col("variant") == baseline)
+                .then(0.0)
+                .when(pl.col("base") > 0)
+                .then(pl.col("value") / pl.col("base") - 1.0)
+                .alias(f"gain{suffix}"),
             )
         )
         p_values = paired_p_values(user_metrics, baseline, by).rename({"p_value": f"p_value{suffix}"})
