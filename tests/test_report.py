@@ -11,7 +11,9 @@ import xml.etree.ElementTree as ET
 from pathlib import Path
 
 import polars as pl
+import pytest
 
+from bbqrec.io import InputError
 from bbqrec.report.plots import (
     plot_comparison,
     plot_sid_quality,
@@ -128,9 +130,10 @@ def test_dataset_stats_page_of_a_real_prepared_dataset(prepared):
     assert "max_history_len" in page
 
 
-def comparison() -> pl.DataFrame:
-    """The comparison table that bbqrec.evaluation.compare builds from metrics of three variants and two seeds."""
-    from bbqrec.evaluation.compare import comparison_table
+def comparison(by_popularity: bool = False) -> pl.DataFrame:
+    """The comparison table that bbqrec.evaluation.compare builds from metrics of three variants and two seeds;
+    by_popularity: its table per bucket of the test target's training count (users 1-9: "0", the rest ">=20")."""
+    from bbqrec.evaluation.compare import comparison_by_popularity, comparison_table
 
     means = {"sasrec": 0.10, "sasrec-mm": 0.12, "bbqrec": 0.13}
     metrics, users = [], []
@@ -142,6 +145,12 @@ def comparison() -> pl.DataFrame:
                     metrics.append(key | {"split": "test", "value": mean + 0.01 * seed})
                     users += [key | {"user_id": u, "value": float((u * 7 + seed) % 10 < mean * 40)}
                               for u in range(1, 30)]
+    if by_popularity:
+        popularity = pl.DataFrame({"dataset": "d", "user_id": range(1, 30)}).with_columns(
+            bucket_min=pl.when(pl.col("user_id") < 10).then(0).otherwise(20),
+            bucket=pl.when(pl.col("user_id") < 10).then(pl.lit("0")).otherwise(pl.lit(">=20")),
+        )
+        return comparison_by_popularity(pl.DataFrame(users), popularity)
     return comparison_table(pl.DataFrame(metrics), pl.DataFrame(users))
 
 
@@ -158,6 +167,21 @@ def test_comparison_page_bolds_the_best_and_tests_against_each_baseline_run(tmp_
     assert page.index(">sasrec<") < page.index(">sasrec-mm<") < page.index(">bbqrec<")  # config order
     plot_comparison(table, tmp_path / "c.svg", ["sasrec", "sasrec-mm", "bbqrec"])
     assert_svg(tmp_path / "c.svg")
+
+
+def test_comparison_page_has_a_table_per_popularity_bucket():
+    table, buckets = comparison(), comparison(by_popularity=True)
+    page = comparison_html(table, ["sasrec", "sasrec-mm", "bbqrec"], by_popularity=buckets)
+    assert page.count("<table>") == 2 + 2  # the headline and cutoff tables, then one per bucket
+    rare = buckets.filter((pl.col("bucket") == "0") & (pl.col("variant") == "bbqrec") & (pl.col("metric") == "ndcg")
+                          & (pl.col("k") == 10)).row(0, named=True)
+    assert rare["users"] == 9
+    row = f'<tr><td>0</td><td>9</td><td class="name">bbqrec</td><td>2</td>'
+    assert row in page and page.index(row) < page.index("<td>&gt;=20</td><td>20</td>")
+    assert f"{rare['mean']:.4f} ± {rare['std']:.4f}</td>" in page[page.index(row):]
+    assert comparison_html(table).count("<table>") == 2  # the section is optional
+    with pytest.raises(InputError, match="comparison by popularity: expected the columns"):
+        comparison_html(table, by_popularity=table)
 
 
 def test_report_rules_are_planned_by_the_default_run(default_config_jobs):

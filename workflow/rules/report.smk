@@ -160,6 +160,7 @@ rule plot_similarity_bias:
 rule report_comparison:
     input:
         table="results/comparison.parquet",
+        by_popularity="results/comparison_by_popularity.parquet",
     output:
         table=report(
             "results/comparison.html",
@@ -185,5 +186,5 @@ rule report_comparison:
         script=script("report_comparison.py"),
         variants=get_variants(),
     shell:
-        "{params.script} --table {input.table} --variants {params.variants}"
-        " --out-html {output.table} --out-svg {output.chart} > {log} 2>&1"
+        "{params.script} --table {input.table} --by-popularity {input.by_popularity}"
+        " --variants {params.variants} --out-html {output.table} --out-svg {output.chart} > {log} 2>&1"

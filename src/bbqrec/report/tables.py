@@ -120,13 +120,59 @@ def fmt_gain(gain) -> str:
     return f"<span class=\"{css}\">{gain:+.1%}</span>"
 
 
-def comparison_html(table: pl.DataFrame, variants: Sequence[str] = (), headline=HEADLINE) -> str:
+def _headline_table(
+    rows: pl.DataFrame, present: Sequence[str], baselines: dict[str, str], headline, lead: Sequence[str] = ()
+) -> str:
+    """One <table>: per variant of `present` (rows of one dataset, or of one bucket) its seeds, then per headline
+    metric the mean (± std where a row has several seeds; best in bold), gain and p against each baseline.
+    `lead`: names of leading columns whose cells come with each row (`rows` must hold them)."""
+    span = 1 + 2 * len(baselines)
+    lead_head = "".join(f"<th rowspan=\"2\">{html.escape(name)}</th>" for name in lead)
+    head1 = f"<tr>{lead_head}<th class=\"name\" rowspan=\"2\">variant</th><th rowspan=\"2\">seeds</th>" + "".join(
+        f"<th class=\"group\" colspan=\"{span}\">{METRIC_NAMES.get(m, m)}@{k}</th>" for m, k in headline
+    ) + "</tr>"
+    several = rows["seeds"].max() > 1  # one seed: no spread to show
+    sub = f"<th>{'mean ± std' if several else 'mean'}</th>" + "".join(
+        f"<th>gain vs <code>{html.escape(b)}</code></th><th>p</th>" for b in baselines
+    )
+    head2 = "<tr>" + sub * len(headline) + "</tr>"
+    best = {(m, k): rows.filter((pl.col("metric") == m) & (pl.col("k") == k))["mean"].max() for m, k in headline}
+    lines = []
+    for variant in present:
+        cells, seeds = [], ""
+        for m, k in headline:
+            hit = rows.filter((pl.col("variant") == variant) & (pl.col("metric") == m) & (pl.col("k") == k))
+            if hit.is_empty():
+                cells += ["<td></td>"] * span
+                continue
+            r = hit.row(0, named=True)
+            seeds = str(r["seeds"])
+            css = " class=\"best\"" if r["mean"] == best[(m, k)] else ""
+            spread = f" ± {r['std']:.4f}" if several else ""
+            cells.append(f"<td{css}>{r['mean']:.4f}{spread}</td>")
+            for baseline, suffix in baselines.items():
+                own = variant == baseline
+                cells.append(f"<td>{'' if own else fmt_gain(r[f'gain{suffix}'])}</td>")
+                cells.append(f"<td>{'' if own else fmt_p(r[f'p_value{suffix}'])}</td>")
+        lead_cells = "".join(f"<td>{html.escape(str(rows[name][0]))}</td>" for name in lead)
+        css = " class=\"baseline\"" if variant in baselines else ""
+        lines.append(f"<tr{css}>{lead_cells}<td class=\"name\">{html.escape(variant)}</td><td>{seeds}</td>"
+                     + "".join(cells) + "</tr>")
+    return f"<table>{head1}{head2}{''.join(lines)}</table>"
+
+
+def comparison_html(
+    table: pl.DataFrame, variants: Sequence[str] = (), headline=HEADLINE, by_popularity: pl.DataFrame | None = None
+) -> str:
     """results/comparison.parquet as one table per dataset: mean ± std of the headline metrics (best in bold),
     the gain over each baseline that was run (green/red) and its paired p-value (bold below 0.05), then every
-    cutoff's mean."""
+    cutoff's mean; with `by_popularity` (results/comparison_by_popularity.parquet) the first table again per
+    bucket of the test target's training count."""
     needed = {"dataset", "variant", "metric", "k", "mean", "std", "seeds"}
     if not needed <= set(table.columns):
         raise InputError(f"comparison table: missing columns {sorted(needed - set(table.columns))}")
+    if by_popularity is not None and not needed | {"bucket_min", "bucket", "users"} <= set(by_popularity.columns):
+        raise InputError("comparison by popularity: expected the columns of results/comparison_by_popularity.parquet")
     baselines = baseline_columns(table)
     order = {v: i for i, v in enumerate(variants)}
     ks = sorted(table["k"].unique())
@@ -144,38 +190,6 @@ def comparison_html(table: pl.DataFrame, variants: Sequence[str] = (), headline=
     for dataset in sorted(table["dataset"].unique()):
         rows = table.filter(pl.col("dataset") == dataset)
         present = sorted(rows["variant"].unique(), key=lambda v: (order.get(v, len(order)), v))
-        span = 1 + 2 * len(baselines)
-        head1 = "<tr><th class=\"name\" rowspan=\"2\">variant</th><th rowspan=\"2\">seeds</th>" + "".join(
-            f"<th class=\"group\" colspan=\"{span}\">{METRIC_NAMES.get(m, m)}@{k}</th>" for m, k in headline
-        ) + "</tr>"
-        several = rows["seeds"].max() > 1  # one seed: no spread to show
-        sub = f"<th>{'mean ± std' if several else 'mean'}</th>" + "".join(
-            f"<th>gain vs <code>{html.escape(b)}</code></th><th>p</th>" for b in baselines
-        )
-        head2 = "<tr>" + sub * len(headline) + "</tr>"
-        best = {
-            (m, k): rows.filter((pl.col("metric") == m) & (pl.col("k") == k))["mean"].max() for m, k in headline
-        }
-        lines = []
-        for variant in present:
-            cells, seeds = [], ""
-            for m, k in headline:
-                hit = rows.filter((pl.col("variant") == variant) & (pl.col("metric") == m) & (pl.col("k") == k))
-                if hit.is_empty():
-                    cells += ["<td></td>"] * span
-                    continue
-                r = hit.row(0, named=True)
-                seeds = str(r["seeds"])
-                css = " class=\"best\"" if r["mean"] == best[(m, k)] else ""
-                spread = f" ± {r['std']:.4f}" if several else ""
-                cells.append(f"<td{css}>{r['mean']:.4f}{spread}</td>")
-                for baseline, suffix in baselines.items():
-                    own = variant == baseline
-                    cells.append(f"<td>{'' if own else fmt_gain(r[f'gain{suffix}'])}</td>")
-                    cells.append(f"<td>{'' if own else fmt_p(r[f'p_value{suffix}'])}</td>")
-            css = " class=\"baseline\"" if variant in baselines else ""
-            lines.append(f"<tr{css}><td class=\"name\">{html.escape(variant)}</td><td>{seeds}</td>"
-                         + "".join(cells) + "</tr>")
         cutoff_head = "<tr><th class=\"name\">variant</th>" + "".join(
             f"<th>{METRIC_NAMES.get(m, m)}@{k}</th>" for m in ("recall", "ndcg") for k in ks
         ) + "</tr>"
@@ -189,8 +203,15 @@ def comparison_html(table: pl.DataFrame, variants: Sequence[str] = (), headline=
             cutoff_rows.append(f"<tr><td class=\"name\">{html.escape(variant)}</td>{''.join(cells)}</tr>")
         body += [
             f"<h2>{html.escape(dataset)}</h2>",
-            f"<table>{head1}{head2}{''.join(lines)}</table>",
+            _headline_table(rows, present, baselines, headline),
             "<p class=\"note\">Every cutoff (mean over seeds):</p>",
             f"<table>{cutoff_head}{''.join(cutoff_rows)}</table>",
         ]
+        if by_popularity is None:
+            continue
+        buckets = by_popularity.filter(pl.col("dataset") == dataset).sort("bucket_min")
+        body.append("<p class=\"note\">By the test target's count in the training sequences (bold: best of the "
+                    "bucket; gain and p within the bucket):</p>")
+        for _, bucket_rows in buckets.group_by("bucket_min", maintain_order=True):
+            body.append(_headline_table(bucket_rows, present, baselines, headline, lead=("bucket", "users")))
     return page("Comparison", "\n".join(part for part in body if part))
