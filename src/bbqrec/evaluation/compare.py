@@ -19,7 +19,6 @@ import math
 from collections.abc import Sequence
 
 import numpy as np
-
 import polars as pl
 from scipy.stats import wilcoxon
 
