@@ -172,3 +172,25 @@ def test_comparison_by_popularity_is_the_table_within_each_bucket():
     assert lines.index("| 0 | 4 | `bbqrec` | 2 | 0.7500 ± 0.0000 | +200.0% | 0.25 |") < lines.index(
         "| >=20 | 4 | `sasrec` | 2 | 0.8750 ± 0.1768 |  |  |"
     )
+
+
+def test_the_popularity_table_is_the_same_on_every_call(prepared):
+    # Thousands of users per bucket: polars' unordered joins and groups would add the same floats in another order
+    # on every call, and the last bits of means, std and gains moved between two runs on the same evaluations.
+    data = prepared("scientific-mm")
+    popularity = target_popularity(pl.read_parquet(data / "train.parquet"), pl.read_parquet(data / "test.parquet"))
+    popularity = popularity.with_columns(dataset=pl.lit("d"))
+    users = pl.concat(
+        [
+            popularity.select(
+                "dataset", "user_id", variant=pl.lit(variant), seed=pl.lit(seed), metric=pl.lit("ndcg"),
+                k=pl.lit(10), value=1.0 / (2.0 + ((pl.col("user_id") * (7 + seed) + len(variant)) % 13)).log(2),
+            )
+            for variant in ("sasrec", "sasrec-mm", "bbqrec")
+            for seed in (0, 1, 2)
+        ]
+    )
+    first = comparison_by_popularity(users, popularity)
+    assert first.height == 4 * 3  # buckets x variants
+    for _ in range(4):
+        assert comparison_by_popularity(users, popularity).equals(first)

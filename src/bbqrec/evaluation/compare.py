@@ -8,6 +8,8 @@ per-user metrics are averaged over those seeds first (so a user counts once), th
 signed-rank test is run on the paired differences (zero differences dropped, as Wilcoxon's original procedure).
 Pairing a 1-seed row with a 3-seed mean would not do: the differences of a 0/1 hit against a mean of three are
 not symmetric about 0 even when the two models are alike, and Wilcoxon's p-value assumes they are.
+Every join and group that feeds a float sum keeps its input order (polars' defaults do not): the same runs then
+give the same table to the last bit.
 
 The same table per bucket of the test target's popularity (how often it occurs in the training sequences): semantic
 IDs are meant to help the rare items, and the mean over all users is carried by the popular ones.
@@ -18,7 +20,6 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 
-import numpy as np
 import polars as pl
 from scipy.stats import wilcoxon
 
@@ -53,7 +54,7 @@ def with_baseline(frame: pl.DataFrame, baseline: str, keys: Sequence[str] = ()) 
     `base`; seeds that the baseline lacks drop out (the baseline's own rows pair with themselves)."""
     on = ["dataset", "seed", *keys, "metric", "k"]
     base = frame.filter(pl.col("variant") == baseline).select(*on, base=pl.col("value"))
-    return frame.join(base, on=on, how="inner")
+    return frame.join(base, on=on, how="inner", maintain_order="left")
 
 
 def paired_p_values(user_metrics: pl.DataFrame, baseline: str = BASELINE, by: Sequence[str] = ()) -> pl.DataFrame:
@@ -63,7 +64,7 @@ def paired_p_values(user_metrics: pl.DataFrame, baseline: str = BASELINE, by: Se
     paired = (
         with_baseline(user_metrics, baseline, [*by, "user_id"])
         .filter(pl.col("variant") != baseline)
-        .group_by(*keys, "user_id")
+        .group_by(*keys, "user_id", maintain_order=True)
         .agg(pl.col("value").mean(), pl.col("base").mean())
     )
     rows = []
@@ -122,15 +123,14 @@ def target_popularity(
     """Each test user (user_id) with its target's count in the training sequences (`train_count`: train.parquet's
     `items`, what the models were fitted on) and that count's bucket (`bucket`: its label, `bucket_min`: its
     lowest count)."""
-    buckets = popularity_buckets(edges)
+    lows, labels = zip(*popularity_buckets(edges))
     counts = train.select(target=pl.col("items").explode()).group_by("target").agg(train_count=pl.len())
-    frame = test.select("user_id", "target").join(counts, on="target", how="left")
-    frame = frame.with_columns(pl.col("train_count").fill_null(0).cast(pl.Int64))
-    lows = np.array([low for low, _ in buckets])
-    index = np.searchsorted(lows, frame["train_count"].to_numpy(), side="right") - 1
-    return frame.with_columns(
-        bucket=pl.Series([buckets[i][1] for i in index], dtype=pl.String),
-        bucket_min=pl.Series(lows[index], dtype=pl.Int64),
+    return (
+        test.select("user_id", "target")
+        .join(counts, on="target", how="left")
+        .with_columns(pl.col("train_count").fill_null(0).cast(pl.Int64))
+        .with_columns(bucket=pl.col("train_count").cut(list(edges), labels=labels, left_closed=True).cast(pl.String))
+        .with_columns(bucket_min=pl.col("bucket").replace_strict(labels, lows, return_dtype=pl.Int64))
     )
 
 
@@ -141,11 +141,14 @@ def comparison_by_popularity(
     bucket, bucket_min as from target_popularity): a run's metric in a bucket is the mean over that bucket's users;
     `users` counts them."""
     users = user_metrics.join(
-        popularity.select("dataset", "user_id", "bucket_min", "bucket"), on=["dataset", "user_id"], how="inner"
+        popularity.select("dataset", "user_id", "bucket_min", "bucket"),
+        on=["dataset", "user_id"],
+        how="inner",
+        maintain_order="left",
     )
     by = ["bucket_min", "bucket"]
     metrics = (
-        users.group_by("dataset", *by, "variant", "seed", "metric", "k")
+        users.group_by("dataset", *by, "variant", "seed", "metric", "k", maintain_order=True)
         .agg(pl.col("value").mean())
         .with_columns(split=pl.lit("test"))
     )
