@@ -7,6 +7,7 @@ import jsonschema
 import pytest
 import yaml
 
+from bbqrec.command_line_config import type_command_line_values
 from bbqrec.embed.image import ImageEmbedConfig
 from bbqrec.embed.text import TextEmbedConfig
 from bbqrec.quantize.tokenizer import TokenizerConfig
@@ -69,3 +70,46 @@ def test_bad_keys_and_values_are_named(patch, message):
 @pytest.mark.parametrize("seed", ["per_run", 0, 7])
 def test_tokenizer_seed_is_per_run_or_a_fixed_integer(seed):
     jsonschema.validate({**CONFIG, "quantize": {"seed": seed}}, SCHEMA)
+
+
+def test_command_line_strings_take_the_type_the_schema_asks():
+    # what snakemake's `--config` hands over for nested values: every scalar a string
+    given = {
+        "datasets": ["beauty"],
+        "quantize": {"seed": "0", "behavior_models": "3", "options": {"commitment_beta": "0.5", "l2_normalize": "false"}},
+        "train": {"seeds": ["0", "2"], "options": {"dropout": "0.3", "device": "0"}},
+        "embed": {"text": {"model": "123"}},
+    }
+    typed = type_command_line_values(given, SCHEMA)
+    assert typed == {
+        "datasets": ["beauty"],
+        "quantize": {"seed": 0, "behavior_models": 3, "options": {"commitment_beta": 0.5, "l2_normalize": False}},
+        # device and the model name are strings in the schema, so '0' and '123' stay strings
+        "train": {"seeds": [0, 2], "options": {"dropout": 0.3, "device": "0"}},
+        "embed": {"text": {"model": "123"}},
+    }
+    assert given["train"]["seeds"] == ["0", "2"]  # the input is not changed
+    jsonschema.validate({**CONFIG, **typed}, SCHEMA)
+
+
+@pytest.mark.parametrize(
+    "given, message",
+    [
+        ({"quantize": {"seed": "per_seed"}}, "'per_seed' is not valid under any of the given schemas"),
+        ({"quantize": {"behavior_models": "three"}}, "'three' is not of type 'integer'"),
+        ({"train": {"seeds": ["1.5"]}}, "'1.5' is not of type 'integer'"),
+        ({"train": {"options": {"dropuot": "0.2"}}}, "'dropuot' was unexpected"),
+    ],
+)
+def test_command_line_strings_that_no_reading_makes_valid_stay_strings(given, message):
+    typed = type_command_line_values(given, SCHEMA)
+    assert typed == given
+    with pytest.raises(jsonschema.ValidationError, match=message):
+        jsonschema.validate({**CONFIG, **typed}, SCHEMA)
+
+
+def test_a_command_line_number_of_the_right_type_fails_on_its_value_not_its_type():
+    typed = type_command_line_values({"quantize": {"behavior_models": "0"}, "train": {"seeds": ["-1"]}}, SCHEMA)
+    assert typed == {"quantize": {"behavior_models": 0}, "train": {"seeds": [-1]}}
+    with pytest.raises(jsonschema.ValidationError, match="0 is less than the minimum of 1"):
+        jsonschema.validate({**CONFIG, **typed}, SCHEMA)

@@ -54,6 +54,18 @@ def test_mistyped_config_value_is_an_error_naming_the_key():
     assert "'fifty' is not of type 'integer'" in output and "['max_history_len']" in output
 
 
+def test_nested_command_line_values_get_the_types_the_schema_asks():
+    # snakemake reads `--config` with YAML's BaseLoader: below the top level 2 arrives as '2' and 0.3 as '0.3'
+    result = dry_run(
+        "-p", "--config", "datasets=[scientific-mm]", "train={seeds: [2], options: {dropout: 0.3}}", "quantize={seed: 1}"
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert job_counts(result.stdout)["train"] == 8  # every variant, with the one seed
+    assert set(re.findall(r"train/[\w-]+/seed(\d+)/", result.stdout)) == {"2"}
+    assert set(re.findall(r"quantize/bbq/seed(\d+)/", result.stdout)) == {"1"}
+    assert set(re.findall(r'"dropout":([\d.]+)', result.stdout)) == {"0.3"}
+
+
 def test_popularity_edges_out_of_order_are_an_error_naming_the_key(tmp_path):
     # Each edge passes the schema (a positive integer); their order is checked when the workflow is parsed.
     (tmp_path / "edges.yaml").write_text("compare:\n  popularity_edges: [5, 1]\n")

@@ -6,6 +6,7 @@ import sys
 from pathlib import Path
 from types import SimpleNamespace
 
+import yaml
 from snakemake.exceptions import WorkflowError
 from snakemake.utils import validate
 
@@ -14,12 +15,22 @@ SRC_DIR = str(Path(workflow.basedir) / "src")
 sys.path.insert(0, SRC_DIR)
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
+from bbqrec.command_line_config import type_command_line_values  # noqa: E402
 from bbqrec.data.config import load_dataset_config, merge_prepare_options  # noqa: E402
 from bbqrec.data.download import resolve_source, tree_digest  # noqa: E402
 from bbqrec.models.variants import get_variant  # noqa: E402
 from bbqrec.quantize.config import behavior_seeds, tokenizer_config  # noqa: E402
 from bbqrec.training import DEFAULT_TRAIN_CONFIG, SEMANTIC_ID_OPTIONS  # noqa: E402
 
+# `--config 'train={seeds: [0]}'` gives '0', a string, below the top level; read such values as the schema asks.
+config.update(
+    type_command_line_values(
+        config,
+        yaml.safe_load(
+            (Path(workflow.basedir) / "workflow/schemas/config.schema.yaml").read_text()
+        ),
+    )
+)
 validate(config, schema="../schemas/config.schema.yaml")
 
 DATASETS = config["datasets"]
