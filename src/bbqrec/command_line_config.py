@@ -48,8 +48,9 @@ def _typed_scalar(value: str, schema: dict[str, Any], root: dict[str, Any]) -> A
 
 
 def type_command_line_values(value: Any, schema: dict[str, Any], root: dict[str, Any] | None = None) -> Any:
-    """A copy of `value` (a config, or part of one under `schema`) whose strings are read as YAML scalars where
-    only that reading passes `schema`. Keys the schema does not describe are copied unchanged."""
+    """A copy of `value` (a config, or part of one under `schema`) in which each string that `schema` rejects is
+    read as a YAML scalar where that reading passes, or fails only on its value (module docstring). Keys the schema
+    does not describe are copied unchanged."""
     root = schema if root is None else root
     schema = _resolve(schema, root)
     if isinstance(value, dict):
