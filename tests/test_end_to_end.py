@@ -62,6 +62,11 @@ def test_every_stage_writes_its_artifacts(basic_config_run):
         assert rows["users"].sum() == test_users and rows["bucket"].is_unique().all()
         assert (rows["users"] * rows["mean"]).sum() / test_users == pytest.approx(overall["mean"].item(), rel=1e-9)
     assert "# By the test target's popularity" in (results / "comparison.md").read_text()
+    # The lists to serve (config recommend: bbqrec's first seed, top 20, without what each user has).
+    lists = pl.read_parquet(results / "gift-cards" / "recommend" / "bbqrec" / "seed0" / "next_items.parquet")
+    assert lists.height == 458 * 20 and lists["user"].null_count() == lists["item"].null_count() == 0
+    had = pl.read_parquet(results / "gift-cards" / "data" / "interactions.parquet").select("user_id", "item_id")
+    assert lists.join(had, on=["user_id", "item_id"]).height == 0
     metrics = pl.read_parquet(results / "gift-cards" / "eval" / "bbqrec" / "seed0" / "metrics.parquet")
     assert metrics.filter(pl.col("split") == "test").height == 6  # recall/ndcg at 5, 10, 20
     import torch
@@ -156,7 +161,7 @@ def test_dataset_file_edits_rerun_only_the_stages_they_configure(basic_config_ru
         dataset_file.write_text(original)
     assert planned["bbqrec inputs"] == {
         "train", "evaluate", "compare", "plot_training_curves", "report_comparison", "all",
-        "export_similarity_bias", "plot_similarity_bias",
+        "export_similarity_bias", "plot_similarity_bias", "recommend",
     }
     assert trains["bbqrec inputs"] == 1  # bbqrec; the sasrec baseline does not read the option
     assert {"behavior_embed", "quantize", "train"} <= planned["every model"]

@@ -35,10 +35,15 @@ def data_slice(prepared, tmp_path_factory):
     shutil.copy(source / "items.parquet", out / "items.parquet")
     for split in ("train", "valid", "test"):
         pl.read_parquet(source / f"{split}.parquet").head(300).write_parquet(out / f"{split}.parquet")
+    users = pl.read_parquet(out / "test.parquet")["user_id"]
+    for name in ("interactions", "users"):  # what the recommend stage reads
+        pl.read_parquet(source / f"{name}.parquet").filter(pl.col("user_id").is_in(users)).write_parquet(
+            out / f"{name}.parquet"
+        )
     return out
 
 
-@pytest.mark.parametrize("name", ["train", "evaluate", "behavior_embed"])
+@pytest.mark.parametrize("name", ["train", "evaluate", "behavior_embed", "recommend"])
 def test_scripts_have_help(repo_root, name):
     result = subprocess.run(
         [sys.executable, str(repo_root / "workflow" / "scripts" / f"{name}.py"), "--help"],
@@ -78,6 +83,27 @@ def test_train_then_evaluate_write_the_artifacts(repo_root, data_slice, tmp_path
     with pytest.raises(InputError, match="holds variant 'sasrec', expected 'bbqrec'"):
         _script(repo_root, "evaluate").main(
             [*common[:3], "bbqrec", *common[4:], "--model", str(train_dir / "model.pt"), "--out", str(eval_dir)]
+        )
+
+    # The next-item lists of the same model: after the whole sequence, without the items each user has.
+    lists_path = tmp_path / "recommend" / "next_items.parquet"
+    _script(repo_root, "recommend").main(
+        [*common, "--model", str(train_dir / "model.pt"), "--k", "7", "--config-json", CONFIG, "--out", str(lists_path)]
+    )
+    assert sorted(p.name for p in lists_path.parent.iterdir()) == ["next_items.parquet"]  # no temporary file left
+    lists = pl.read_parquet(lists_path)
+    assert lists.columns == ["user_id", "user", "rank", "item_id", "item", "score"] and lists.height == 300 * 7
+    had = pl.read_parquet(data_slice / "interactions.parquet").select("user_id", "item_id").unique()
+    assert lists.join(had, on=["user_id", "item_id"]).height == 0
+    run = json.loads(pq.read_schema(lists_path).metadata[b"provenance"])
+    assert run["seed"] == 1 and run["config"]["k"] == 7 and run["config"]["exclude_history"] is True
+    _script(repo_root, "recommend").main(
+        [*common, "--model", str(train_dir / "model.pt"), "--k", "7", "--keep-history", "--out", str(lists_path)]
+    )
+    assert pl.read_parquet(lists_path).join(had, on=["user_id", "item_id"]).height > 0  # a trained model repeats some
+    with pytest.raises(InputError, match="holds variant 'sasrec', expected 'bbqrec'"):
+        _script(repo_root, "recommend").main(
+            [*common[:3], "bbqrec", *common[4:], "--model", str(train_dir / "model.pt"), "--out", str(lists_path)]
         )
 
 

@@ -27,6 +27,7 @@ BASIC_CONFIG_JOBS = {
     "train": 2,
     "evaluate": 2,
     "compare": 1,
+    "recommend": 1,  # config recommend.variants: auto, so bbqrec seed 0
     # the report's figures and tables (workflow/rules/report.smk)
     "report_dataset_stats": 1,
     "plot_sid_quality": 1,

@@ -20,7 +20,11 @@ from bbqrec.data.config import load_dataset_config, merge_prepare_options  # noq
 from bbqrec.data.download import resolve_source, tree_digest  # noqa: E402
 from bbqrec.models.variants import get_variant  # noqa: E402
 from bbqrec.quantize.config import behavior_seeds, tokenizer_config  # noqa: E402
-from bbqrec.training import DEFAULT_TRAIN_CONFIG, SEMANTIC_ID_OPTIONS  # noqa: E402
+from bbqrec.training import (  # noqa: E402
+    DEFAULT_TRAIN_CONFIG,
+    SEMANTIC_ID_OPTIONS,
+    recommend_runs,
+)
 
 # `--config 'train={seeds: [0]}'` gives '0', a string, below the top level; read such values as the schema asks.
 config.update(
@@ -158,6 +162,7 @@ def get_final_outputs():
         *get_sid_quality_outputs(),
         "results/comparison.md",
         *get_report_outputs(),
+        *get_recommend_outputs(),
     ]
 
 
@@ -179,6 +184,14 @@ def get_runs(dataset=None):
         ]
     runs = list(dict.fromkeys(runs))
     return [run for run in runs if dataset is None or run[0] == dataset]
+
+
+def get_recommend_outputs():
+    """The next-item lists of config `recommend` (bbqrec.training.recommend_runs picks the runs)."""
+    return [
+        f"results/{dataset}/recommend/{variant}/seed{seed}/next_items.parquet"
+        for dataset, variant, seed in recommend_runs(config["recommend"], get_runs())
+    ]
 
 
 def get_variants():

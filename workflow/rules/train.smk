@@ -66,6 +66,34 @@ rule evaluate:
         " > {log} 2>&1"
 
 
+rule recommend:
+    input:
+        model="results/{dataset}/train/{variant}/seed{seed}/model.pt",
+        interactions="results/{dataset}/data/interactions.parquet",
+        users="results/{dataset}/data/users.parquet",
+        item_table="results/{dataset}/data/items.parquet",
+    output:
+        "results/{dataset}/recommend/{variant}/seed{seed}/next_items.parquet",
+    log:
+        "logs/recommend/{dataset}.{variant}.seed{seed}.log",
+    conda:
+        "../../envs/model.yaml"
+    threads: 2
+    resources:
+        mem_mb=4000,
+        runtime=30,
+    params:
+        script=script("recommend.py"),
+        options=get_eval_options_json,
+        k=config["recommend"]["k"],
+        keep_history="" if config["recommend"]["exclude_history"] else "--keep-history",
+    shell:
+        "{params.script} --dataset {wildcards.dataset} --variant {wildcards.variant}"
+        " --seed {wildcards.seed} --model {input.model}"
+        " --data results/{wildcards.dataset}/data --k {params.k} {params.keep_history}"
+        " --config-json {params.options:q} --out {output} > {log} 2>&1"
+
+
 rule export_similarity_bias:
     input:
         model="results/{dataset}/train/{variant}/seed{seed}/model.pt",

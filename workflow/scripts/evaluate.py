@@ -31,17 +31,13 @@ def main(argv=None):
 
     from bbqrec.embed.common import open_stage_log
     from bbqrec.evaluation import EvalSet, mean_metrics, recommend, target_ranks, user_metrics_frame
-    from bbqrec.io import InputError, provenance, write_parquet
-    from bbqrec.models import SASRec
-    from bbqrec.training import TrainConfig, resolve_device
+    from bbqrec.io import provenance, write_parquet
+    from bbqrec.training import TrainConfig, load_trained_model
 
     open_stage_log(args.log)
     config = TrainConfig.from_dict(json.loads(args.config_json))
     torch.set_num_threads(config.threads)
-    saved = torch.load(args.model, map_location="cpu", weights_only=True)
-    if saved.get("variant") != args.variant:
-        raise InputError(f"{args.model}: holds variant {saved.get('variant')!r}, expected {args.variant!r}")
-    model = SASRec.from_checkpoint(saved).to(resolve_device(config.device))
+    model = load_trained_model(args.model, args.variant, config.device)
     data, out = Path(args.data), Path(args.out)
     meta = {"provenance": provenance({"dataset": args.dataset, "variant": args.variant, "model": args.model}, args.seed)}
     rows, test_ranks, test = [], None, None

@@ -1,13 +1,18 @@
-"""bbqrec.evaluation: leave-one-out full-ranking evaluation (metrics, target ranks, recommendations)."""
+"""bbqrec.evaluation: leave-one-out full-ranking evaluation (metrics, target ranks, recommendations), and the
+next-item lists to serve from a trained model."""
 
 from bbqrec.evaluation.metrics import DEFAULT_KS, mean_metrics, ndcg_at_k, per_user_metrics, recall_at_k, user_metrics_frame
-from bbqrec.evaluation.ranking import EvalSet, recommend, target_ranks
+from bbqrec.evaluation.next_items import latest_histories, next_item_lists
+from bbqrec.evaluation.ranking import EvalSet, UserHistories, recommend, target_ranks
 
 __all__ = [
     "DEFAULT_KS",
     "EvalSet",
+    "UserHistories",
+    "latest_histories",
     "mean_metrics",
     "ndcg_at_k",
+    "next_item_lists",
     "per_user_metrics",
     "recall_at_k",
     "recommend",

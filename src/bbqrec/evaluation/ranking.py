@@ -26,30 +26,55 @@ if TYPE_CHECKING:
 
 
 @dataclass(frozen=True)
-class EvalSet:
-    """One evaluation split as tensors: user_ids [U], left-aligned histories [U, L], targets [U]."""
+class UserHistories:
+    """Users and their left-aligned item histories [U, L]: what `recommend` ranks all items for."""
 
     user_ids: Tensor
     histories: Tensor
+
+    @classmethod
+    def from_sequences(cls, frame: pl.DataFrame, max_len: int, source: str = "sequence frame") -> UserHistories:
+        """From a frame of (user_id, items list): each user's whole sequence, cut to its last max_len."""
+        _check_columns(frame, ("user_id", "items"), source)
+        _check_not_empty(frame, "items", source)
+        return cls(_user_ids(frame), pad_sequences(frame["items"], max_len))
+
+
+@dataclass(frozen=True)
+class EvalSet(UserHistories):
+    """One evaluation split as tensors: user_ids [U], left-aligned histories [U, L], targets [U]."""
+
     targets: Tensor
 
     @classmethod
     def from_frame(cls, frame: pl.DataFrame, max_len: int, source: str = "evaluation frame") -> EvalSet:
         """From a valid/test frame (user_id, history list, target); histories cut to their last max_len."""
-        missing = {"user_id", "history", "target"} - set(frame.columns)
-        if missing:
-            raise InputError(f"{source}: missing column(s) {sorted(missing)}; expected user_id, history, target")
-        empty = frame.with_row_index("row").filter(pl.col("history").list.len().fill_null(0) == 0)
-        if empty.height:
-            raise InputError(f"{source}, row {empty['row'][0]}: empty history (user {empty['user_id'][0]})")
+        _check_columns(frame, ("user_id", "history", "target"), source)
+        _check_not_empty(frame, "history", source)
         return cls(
-            torch.from_numpy(frame["user_id"].to_numpy().astype(np.int64)),
+            _user_ids(frame),
             pad_sequences(frame["history"], max_len),
             torch.from_numpy(frame["target"].to_numpy().astype(np.int64)),
         )
 
 
-def _batches(data: EvalSet, batch_size: int, device: torch.device):
+def _check_columns(frame: pl.DataFrame, columns: tuple[str, ...], source: str) -> None:
+    missing = set(columns) - set(frame.columns)
+    if missing:
+        raise InputError(f"{source}: missing column(s) {sorted(missing)}; expected {', '.join(columns)}")
+
+
+def _check_not_empty(frame: pl.DataFrame, column: str, source: str) -> None:
+    empty = frame.with_row_index("row").filter(pl.col(column).list.len().fill_null(0) == 0)
+    if empty.height:
+        raise InputError(f"{source}, row {empty['row'][0]}: empty {column} (user {empty['user_id'][0]})")
+
+
+def _user_ids(frame: pl.DataFrame) -> Tensor:
+    return torch.from_numpy(frame["user_id"].to_numpy().astype(np.int64))
+
+
+def _batches(data: UserHistories, batch_size: int, device: torch.device):
     """(users [B], histories [B, L']) in order of history length, each batch cut to its longest history.
 
     Left-aligned histories lose nothing by the cut; grouping by length saves the compute on padding.
@@ -62,10 +87,10 @@ def _batches(data: EvalSet, batch_size: int, device: torch.device):
         yield users, data.histories[users, :width].to(device)
 
 
-def _masked_scores(model: SASRec, histories: Tensor, exclude_history: bool) -> Tensor:
+def _masked_scores(model: SASRec, histories: Tensor, excluded: Tensor | None) -> Tensor:
     scores = model.score(histories)  # [B, N+1], column 0 = -inf
-    if exclude_history:
-        scores.scatter_(1, histories, float("-inf"))
+    if excluded is not None:
+        scores.scatter_(1, excluded, float("-inf"))
     return scores
 
 
@@ -92,13 +117,18 @@ def target_ranks(
 @torch.no_grad()
 def recommend(
     model: SASRec,
-    data: EvalSet,
+    data: UserHistories,
     k: int = 20,
     batch_size: int = 256,
     exclude_history: bool = False,
     backend: str = "matmul",
+    seen: Tensor | None = None,
 ) -> pl.DataFrame:
-    """Top-k items per user as a frame (user_id i32, rank i32 1..k, item_id i32, score f32)."""
+    """Top-k items per user as a frame (user_id i32, rank i32 1..k, item_id i32, score f32).
+
+    seen: [U, W] item ids per user (0 = none) that `exclude_history` leaves out instead of the histories, e.g.
+    whole sequences longer than the model's window.
+    """
     if backend not in RECOMMEND_BACKENDS:
         raise InputError(f"config key recommend_backend: expected one of {RECOMMEND_BACKENDS}, got {backend!r}")
     if not 1 <= k <= model.config.n_items:
@@ -118,13 +148,16 @@ def recommend(
         vectors = model.item_vectors()[1:].float().cpu().numpy()  # items 1..N; padding never indexed
         index = faiss.IndexFlatIP(vectors.shape[1])
         index.add(np.ascontiguousarray(vectors))
-    items = torch.zeros(len(data.targets), k, dtype=torch.long)
-    scores = torch.zeros(len(data.targets), k)
+    items = torch.zeros(len(data.user_ids), k, dtype=torch.long)
+    scores = torch.zeros(len(data.user_ids), k)
     for users, histories in _batches(data, batch_size, device):
+        excluded = None
+        if exclude_history:
+            excluded = histories if seen is None else seen[users].to(device)
         if index is None:
-            batch_scores, batch_items = _top_k(_masked_scores(model, histories, exclude_history), k)
+            batch_scores, batch_items = _top_k(_masked_scores(model, histories, excluded), k)
         else:
-            batch_scores, batch_items = _faiss_top_k(model, index, histories, k, exclude_history)
+            batch_scores, batch_items = _faiss_top_k(model, index, histories, k, excluded)
         items[users], scores[users] = batch_items.cpu(), batch_scores.cpu().float()
     n_users, width = items.shape
     return pl.DataFrame(
@@ -156,16 +189,16 @@ def _top_k(scores: Tensor, k: int) -> tuple[Tensor, Tensor]:
 
 
 def _faiss_top_k(
-    model: SASRec, index: faiss.Index, histories: Tensor, k: int, exclude_history: bool
+    model: SASRec, index: faiss.Index, histories: Tensor, k: int, excluded: Tensor | None
 ) -> tuple[Tensor, Tensor]:
     # Ask for enough candidates that k remain after dropping the history, then reuse the exact tie-break.
     queries = model.last_hidden(histories).float().cpu().numpy()
-    n_candidates = min(index.ntotal, k + (histories.shape[1] if exclude_history else 0))
+    n_candidates = min(index.ntotal, k + (0 if excluded is None else excluded.shape[1]))
     distances, labels = index.search(np.ascontiguousarray(queries), n_candidates)
     ids = torch.from_numpy(labels + 1)  # [B, C] item ids
     candidate_scores = torch.from_numpy(distances)
-    if exclude_history:
-        in_history = (ids[:, :, None] == histories.cpu()[:, None, :]).any(dim=2)
+    if excluded is not None:
+        in_history = (ids[:, :, None] == excluded.cpu()[:, None, :]).any(dim=2)
         candidate_scores = candidate_scores.masked_fill(in_history, float("-inf"))
     order = torch.from_numpy(np.lexsort((ids.numpy(), -candidate_scores.numpy()), axis=1))[:, :k]
     return candidate_scores.gather(1, order), ids.gather(1, order)

@@ -12,6 +12,7 @@ from bbqrec.training.config import (
     SEMANTIC_ID_OPTIONS,
     STREAM_ORDER,
     TrainConfig,
+    recommend_runs,
 )
 
 # The loop's public names, loaded on first use (tests/test_train_loop.py checks the list against the module).
@@ -24,6 +25,7 @@ LOOP_NAMES = (
     "load_item_embeddings",
     "load_joint_quantizer",
     "load_semantic_ids",
+    "load_trained_model",
     "pack_rows",
     "replay_early_stopping",
     "resolve_device",
@@ -41,5 +43,6 @@ __all__ = [
     "SEMANTIC_ID_OPTIONS",
     "STREAM_ORDER",
     "TrainConfig",
+    "recommend_runs",
     *LOOP_NAMES,
 ]

@@ -111,3 +111,33 @@ SEMANTIC_ID_OPTIONS = (
     "tokenizer_training",
     "joint_tokenizer_weight",
 )
+
+
+def recommend_runs(block: dict[str, Any], runs: list[tuple[str, str, int]]) -> list[tuple[str, str, int]]:
+    """The (dataset, variant, seed) runs whose models write next-item lists (config section `recommend`).
+
+    runs: every configured training run, in config order. `block["variants"]`: "auto" (bbqrec where it is trained)
+    or a list; each listed variant must be trained somewhere, and on each dataset where it is, the run with
+    `block["seed"]` (None: its first seed there) must be configured. Anything else is an InputError naming the key.
+    """
+    trained = list(dict.fromkeys(variant for _, variant, _ in runs))
+    variants = block["variants"]
+    if variants == "auto":
+        variants = [variant for variant in ("bbqrec",) if variant in trained]
+    chosen = []
+    for variant in variants:
+        if variant not in trained:
+            raise InputError(
+                f"config key recommend.variants: {variant!r} has no training run (configured variants: {trained}); "
+                "add it to train.variants or leave it out of recommend.variants"
+            )
+        for dataset in dict.fromkeys(d for d, v, _ in runs if v == variant):
+            seeds = [s for d, v, s in runs if (d, v) == (dataset, variant)]
+            seed = seeds[0] if block["seed"] is None else block["seed"]
+            if seed not in seeds:
+                raise InputError(
+                    f"config key recommend.seed: {variant} has no run with seed {seed} on {dataset} "
+                    f"(its seeds there: {seeds})"
+                )
+            chosen.append((dataset, variant, seed))
+    return chosen

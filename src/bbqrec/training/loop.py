@@ -87,6 +87,14 @@ def resolve_device(device: str) -> torch.device:
     return torch.device(device)
 
 
+def load_trained_model(path: str | Path, variant: str, device: str = "cpu") -> SASRec:
+    """The model a train run wrote to `path` (model.pt), on `device`; an InputError if it holds another variant."""
+    saved = torch.load(path, map_location="cpu", weights_only=True)
+    if saved.get("variant") != variant:
+        raise InputError(f"{path}: holds variant {saved.get('variant')!r}, expected {variant!r}")
+    return SASRec.from_checkpoint(saved).to(resolve_device(device))
+
+
 # --- item-side inputs (frozen, read from the upstream stages' files) ---
 
 

@@ -1,0 +1,136 @@
+"""Next-item lists to serve (bbqrec.evaluation.next_items) on real Beauty users: the history they rank after, the
+items they leave out, the source ids they carry, and the errors on bad input."""
+
+from __future__ import annotations
+
+import polars as pl
+import pytest
+import torch
+
+from bbqrec.evaluation import UserHistories, latest_histories, next_item_lists, recommend
+from bbqrec.io import InputError
+from bbqrec.models import ModelConfig, SASRec
+from bbqrec.models.sasrec import pad_sequences
+from bbqrec.training import recommend_runs
+
+USERS = 400
+
+
+@pytest.fixture(scope="module")
+def beauty(prepared):
+    """interactions / users / items / test frames of Beauty's first USERS users (every item kept)."""
+    out = prepared("beauty")
+    frames = {name: pl.read_parquet(out / f"{name}.parquet") for name in ("interactions", "users", "items", "test")}
+    for name in ("interactions", "users", "test"):
+        frames[name] = frames[name].filter(pl.col("user_id") <= USERS)
+    return frames
+
+
+def _model(n_items: int, max_len: int) -> SASRec:
+    torch.manual_seed(0)
+    return SASRec(ModelConfig(n_items=n_items, max_len=max_len)).eval()
+
+
+def test_the_latest_history_is_the_test_history_followed_by_the_test_target(beauty):
+    latest = latest_histories(beauty["interactions"], 50)
+    test = beauty["test"].sort("user_id")
+    expected = pad_sequences(test["history"].list.concat(test["target"]), 50)
+    assert latest.user_ids.tolist() == test["user_id"].to_list()
+    assert torch.equal(latest.histories, expected)
+    last = (latest.histories != 0).sum(dim=1) - 1
+    assert latest.histories[torch.arange(len(last)), last].tolist() == test["target"].to_list()
+
+
+def test_next_items_leave_out_the_whole_sequence_not_only_the_model_window(beauty):
+    items = beauty["items"]
+    model = _model(items.height, max_len=5)  # most of these users have more than 5 items
+    sequences = beauty["interactions"].sort("user_id", "position").group_by("user_id", maintain_order=True).agg("item_id")
+    assert (sequences["item_id"].list.len() > 5).sum() > 100
+    lists = next_item_lists(model, beauty["interactions"], beauty["users"], items, k=10, exclude_history=True)
+    assert lists.height == USERS * 10 and lists["rank"].to_list() == list(range(1, 11)) * USERS
+    # Brute force: score after the last 5 items, every item of the whole sequence (and padding) at -inf.
+    with torch.no_grad():
+        for row in sequences.head(60).iter_rows(named=True):
+            window = torch.tensor([row["item_id"][-5:]])
+            scores = model.score(window)[0]
+            scores[torch.tensor(row["item_id"])] = float("-inf")
+            expected = torch.topk(scores, 10).indices.tolist()
+            listed = lists.filter(pl.col("user_id") == row["user_id"])
+            assert listed["item_id"].to_list() == expected
+            assert not set(listed["item_id"]) & set(row["item_id"])
+
+
+def test_items_older_than_the_window_stay_out_even_when_they_score_highest(beauty):
+    items = beauty["items"]
+    model = _model(items.height, max_len=5)
+    sequences = beauty["interactions"].sort("user_id", "position").group_by("user_id", maintain_order=True).agg("item_id")
+    user, sequence = next((u, s) for u, s in sequences.iter_rows() if len(set(s[:-5]) - set(s[-5:])) >= 3)
+    older = sorted(set(sequence[:-5]) - set(sequence[-5:]))
+    with torch.no_grad():  # point the older items at this user's state: they now outscore every other item
+        hidden = model.last_hidden(torch.tensor([sequence[-5:]]))[0]
+        model.item_embedding.weight[older] = 100 * hidden
+    mine = pl.col("user_id") == user
+    kept = next_item_lists(model, beauty["interactions"], beauty["users"], items, k=10, exclude_history=False)
+    assert sorted(kept.filter(mine)["item_id"][: len(older)]) == older
+    excluded = next_item_lists(model, beauty["interactions"], beauty["users"], items, k=10)
+    assert not set(excluded.filter(mine)["item_id"]) & set(sequence)
+
+
+def test_without_exclusion_the_lists_are_the_evaluation_ranking_of_the_latest_history(beauty):
+    items = beauty["items"]
+    model = _model(items.height, max_len=50)
+    lists = next_item_lists(model, beauty["interactions"], beauty["users"], items, k=20, exclude_history=False)
+    ranked = recommend(model, latest_histories(beauty["interactions"], 50), k=20)
+    assert lists.select("user_id", "rank", "item_id", "score").equals(ranked.sort("user_id", "rank"))
+
+
+def test_next_items_carry_the_source_ids_and_faiss_lists_the_same(beauty):
+    items, users = beauty["items"], beauty["users"]
+    model = _model(items.height, max_len=5)
+    exact = next_item_lists(model, beauty["interactions"], users, items, k=10)
+    searched = next_item_lists(model, beauty["interactions"], users, items, k=10, backend="faiss")
+    assert exact.columns == ["user_id", "user", "rank", "item_id", "item", "score"]
+    assert exact.select("user_id", "rank", "item_id").equals(searched.select("user_id", "rank", "item_id"))
+    by_item = dict(zip(items["item_id"], items["source_id"]))
+    by_user = dict(zip(users["user_id"], users["source_id"]))
+    assert all(by_item[i] == s for i, s in zip(exact["item_id"], exact["item"]))
+    assert all(by_user[u] == s for u, s in zip(exact["user_id"], exact["user"]))
+    assert exact["item"].str.len_chars().min() == 10  # ASINs, not dense ids
+
+
+def test_bad_input_names_the_key_or_the_file(beauty):
+    items = beauty["items"]
+    model = _model(items.height, max_len=5)
+    interactions, users = beauty["interactions"], beauty["users"]
+    with pytest.raises(InputError, match=r"config key recommend.k: expected 1..12101"):
+        next_item_lists(model, interactions, users, items, k=20000)
+    with pytest.raises(InputError, match=r"items.parquet: 12100 items, but the model was trained on 12101"):
+        next_item_lists(model, interactions, users, items.head(12100))
+    with pytest.raises(InputError, match=r"interactions.parquet: missing column\(s\) \['position'\]"):
+        next_item_lists(model, interactions.drop("position"), users, items)
+    with pytest.raises(InputError, match=r"sequences, row 1: empty items \(user 8\)"):
+        UserHistories.from_sequences(pl.DataFrame({"user_id": [7, 8], "items": [[1], []]}), 5, "sequences")
+
+
+RUNS = [("sci", "sasrec", 2), ("sci", "sasrec", 1), ("sci", "bbqrec", 2), ("sci", "bbqrec", 1),
+        ("beauty", "bbqrec", 2), ("beauty", "bbqrec", 1), ("beauty", "bbqrec-no-club", 0)]
+
+
+def test_the_runs_that_list_are_the_configured_ones():
+    block = {"variants": "auto", "seed": None}
+    assert recommend_runs(block, RUNS) == [("sci", "bbqrec", 2), ("beauty", "bbqrec", 2)]  # first seed, each dataset
+    assert recommend_runs(block, [r for r in RUNS if r[1] == "sasrec"]) == []  # auto: bbqrec only where trained
+    assert recommend_runs({"variants": [], "seed": None}, RUNS) == []
+    ablation = {"variants": ["bbqrec-no-club", "sasrec"], "seed": None}  # each where it runs
+    assert recommend_runs(ablation, RUNS) == [("beauty", "bbqrec-no-club", 0), ("sci", "sasrec", 2)]
+    assert recommend_runs({"variants": ["bbqrec"], "seed": 1}, RUNS) == [("sci", "bbqrec", 1), ("beauty", "bbqrec", 1)]
+
+
+def test_a_variant_or_seed_without_a_run_is_an_error_naming_the_key():
+    with pytest.raises(InputError, match=r"config key recommend.variants: 'sasrec-mm' has no training run \(configured"):
+        recommend_runs({"variants": ["sasrec-mm"], "seed": None}, RUNS)
+    with pytest.raises(
+        InputError, match=r"config key recommend.seed: sasrec has no run with seed 0 on sci \(its seeds there: \[2, 1\]\)"
+    ):
+        recommend_runs({"variants": ["sasrec"], "seed": 0}, RUNS)
+

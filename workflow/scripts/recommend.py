@@ -1,0 +1,64 @@
+"""Stage recommend: the next-item list of every user from one trained model, after the user's whole sequence.
+
+Writes `--out` (user_id, user, rank, item_id, item, score; `user` and `item` are the source ids of
+users.parquet / items.parquet), the top `--k` items per user, sorted by user_id and rank. The model is the
+evaluated one (trained on the training split); its histories here include the validation and test items.
+"""
+
+import argparse
+import json
+import logging
+from dataclasses import asdict
+from pathlib import Path
+
+
+def parse_args(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--dataset", required=True)
+    parser.add_argument("--variant", required=True)
+    parser.add_argument("--seed", type=int, required=True)
+    parser.add_argument("--model", required=True, help="train/<variant>/seed<k>/model.pt")
+    parser.add_argument("--data", required=True, help="results/<ds>/data: interactions, users and items parquet")
+    parser.add_argument("--k", type=int, default=20, help="items per user (config recommend.k)")
+    parser.add_argument(
+        "--keep-history", action="store_true", help="also list items the user already has (recommend.exclude_history: false)"
+    )
+    parser.add_argument("--config-json", default="{}", help="the train config block as JSON (ranking keys used)")
+    parser.add_argument("--out", required=True, help="recommend/<variant>/seed<k>/next_items.parquet")
+    parser.add_argument("--log", default=None, help="log file (default: stderr)")
+    return parser.parse_args(argv)
+
+
+def main(argv=None):
+    args = parse_args(argv)
+    import polars as pl
+    import torch
+
+    from bbqrec.embed.common import open_stage_log
+    from bbqrec.evaluation import next_item_lists
+    from bbqrec.io import provenance, write_parquet
+    from bbqrec.training import TrainConfig, load_trained_model
+
+    open_stage_log(args.log)
+    config = TrainConfig.from_dict(json.loads(args.config_json))
+    torch.set_num_threads(config.threads)
+    model = load_trained_model(args.model, args.variant, config.device)
+    data = Path(args.data)
+    lists = next_item_lists(
+        model,
+        pl.read_parquet(data / "interactions.parquet"),
+        pl.read_parquet(data / "users.parquet"),
+        pl.read_parquet(data / "items.parquet"),
+        k=args.k,
+        exclude_history=not args.keep_history,
+        batch_size=config.eval_batch_size,
+        backend=config.recommend_backend,
+    )
+    run = {"dataset": args.dataset, "variant": args.variant, "model": args.model, "k": args.k,
+           "exclude_history": not args.keep_history, "train": asdict(config)}
+    write_parquet(lists, Path(args.out), metadata={"provenance": provenance(run, args.seed)})
+    logging.info("%d users x %d items -> %s", lists["user_id"].n_unique(), args.k, args.out)
+
+
+if __name__ == "__main__":
+    main()
