@@ -110,6 +110,9 @@ def test_bad_input_names_the_key_or_the_file(beauty):
         next_item_lists(model, interactions.drop("position"), users, items)
     with pytest.raises(InputError, match=r"sequences, row 1: empty items \(user 8\)"):
         UserHistories.from_sequences(pl.DataFrame({"user_id": [7, 8], "items": [[1], []]}), 5, "sequences")
+    histories = latest_histories(interactions, 5)
+    with pytest.raises(ValueError, match=r"seen has 1 rows, expected one per user \(400\)"):
+        recommend(model, histories, k=10, exclude_history=True, seen=pl.Series([[1, 2]]))
 
 
 RUNS = [("sci", "sasrec", 2), ("sci", "sasrec", 1), ("sci", "bbqrec", 2), ("sci", "bbqrec", 1),

@@ -12,7 +12,7 @@ import polars as pl
 from bbqrec.data.split import user_sequences
 from bbqrec.evaluation.ranking import UserHistories, recommend
 from bbqrec.io import InputError
-from bbqrec.models.sasrec import SASRec, pad_sequences
+from bbqrec.models.sasrec import SASRec
 
 
 def latest_histories(interactions: pl.DataFrame, max_len: int, source: str = "interactions") -> UserHistories:
@@ -51,8 +51,7 @@ def next_item_lists(
     sequences = _sequences(interactions, "interactions.parquet")
     histories = UserHistories.from_sequences(sequences, model.config.max_len, "interactions.parquet")
     # What a user has is the whole sequence, not only the model's window of its last max_len items.
-    seen = pad_sequences(sequences["items"], int(sequences["items"].list.len().max()))
-    lists = recommend(model, histories, k, batch_size, exclude_history, backend, seen)
+    lists = recommend(model, histories, k, batch_size, exclude_history, backend, seen=sequences["items"])
     return (
         lists.join(users.select("user_id", pl.col("source_id").alias("user")), on="user_id", how="left")
         .join(items.select("item_id", pl.col("source_id").alias("item")), on="item_id", how="left")

@@ -87,6 +87,12 @@ def _batches(data: UserHistories, batch_size: int, device: torch.device):
         yield users, data.histories[users, :width].to(device)
 
 
+def _padded_rows(lists: pl.Series, rows: Tensor) -> Tensor:
+    """Rows `rows` of a list column as a left-aligned [len(rows), longest of them] tensor (0 = padding)."""
+    batch = lists.gather(rows.numpy())
+    return pad_sequences(batch, max(1, int(batch.list.len().max() or 0)))
+
+
 def _masked_scores(model: SASRec, histories: Tensor, excluded: Tensor | None) -> Tensor:
     scores = model.score(histories)  # [B, N+1], column 0 = -inf
     if excluded is not None:
@@ -122,17 +128,20 @@ def recommend(
     batch_size: int = 256,
     exclude_history: bool = False,
     backend: str = "matmul",
-    seen: Tensor | None = None,
+    seen: pl.Series | None = None,
 ) -> pl.DataFrame:
     """Top-k items per user as a frame (user_id i32, rank i32 1..k, item_id i32, score f32).
 
-    seen: [U, W] item ids per user (0 = none) that `exclude_history` leaves out instead of the histories, e.g.
-    whole sequences longer than the model's window.
+    seen: a list column of item ids, one row per user of `data`, that `exclude_history` leaves out instead of the
+    histories, e.g. whole sequences longer than the model's window (padded one batch at a time: a few very long
+    sequences do not make a [users, longest] tensor).
     """
     if backend not in RECOMMEND_BACKENDS:
         raise InputError(f"config key recommend_backend: expected one of {RECOMMEND_BACKENDS}, got {backend!r}")
     if not 1 <= k <= model.config.n_items:
         raise InputError(f"config key recommend_k: expected 1..{model.config.n_items} (the number of items), got {k}")
+    if seen is not None and len(seen) != len(data.user_ids):
+        raise ValueError(f"seen has {len(seen)} rows, expected one per user ({len(data.user_ids)})")
     model.eval()
     device = next(model.parameters()).device
     index = None
@@ -153,7 +162,7 @@ def recommend(
     for users, histories in _batches(data, batch_size, device):
         excluded = None
         if exclude_history:
-            excluded = histories if seen is None else seen[users].to(device)
+            excluded = histories if seen is None else _padded_rows(seen, users).to(device)
         if index is None:
             batch_scores, batch_items = _top_k(_masked_scores(model, histories, excluded), k)
         else:
