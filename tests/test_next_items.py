@@ -98,6 +98,23 @@ def test_next_items_carry_the_source_ids_and_faiss_lists_the_same(beauty):
     assert exact["item"].str.len_chars().min() == 10  # ASINs, not dense ids
 
 
+@pytest.mark.parametrize("backend", ["matmul", "faiss"])
+def test_a_user_with_fewer_than_k_items_left_gets_only_those(beauty, backend):
+    items = beauty["items"]
+    interactions = beauty["interactions"].filter(pl.col("user_id") <= 40)
+    model = _model(items.height, max_len=5)
+    # k = the whole catalogue: every user has fewer than k items they do not have yet.
+    lists = next_item_lists(model, interactions, beauty["users"], items, k=items.height, backend=backend)
+    had = interactions.group_by("user_id").agg(pl.col("item_id").unique())
+    per_user = lists.group_by("user_id").agg("rank", "item_id", "item").join(had, on="user_id", suffix="_had")
+    assert per_user.height == 40
+    for row in per_user.iter_rows(named=True):
+        assert len(row["item_id"]) == items.height - len(row["item_id_had"])
+        assert row["rank"] == list(range(1, len(row["item_id"]) + 1))
+        assert not set(row["item_id"]) & set(row["item_id_had"]) and 0 not in row["item_id"]
+    assert lists["item"].null_count() == 0 and lists["score"].is_finite().all()
+
+
 def test_bad_input_names_the_key_or_the_file(beauty):
     items = beauty["items"]
     model = _model(items.height, max_len=5)

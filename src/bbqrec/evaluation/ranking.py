@@ -130,7 +130,8 @@ def recommend(
     backend: str = "matmul",
     seen: pl.Series | None = None,
 ) -> pl.DataFrame:
-    """Top-k items per user as a frame (user_id i32, rank i32 1..k, item_id i32, score f32).
+    """Top-k items per user as a frame (user_id i32, rank i32 1..k, item_id i32, score f32); with
+    `exclude_history`, a user with fewer than k items left gets only those.
 
     seen: a list column of item ids, one row per user of `data`, that `exclude_history` leaves out instead of the
     histories, e.g. whole sequences longer than the model's window (padded one batch at a time: a few very long
@@ -169,12 +170,15 @@ def recommend(
             batch_scores, batch_items = _faiss_top_k(model, index, histories, k, excluded)
         items[users], scores[users] = batch_items.cpu(), batch_scores.cpu().float()
     n_users, width = items.shape
+    # A -inf score is an excluded item (or the padding column) that filled a place only because fewer than k
+    # items were left for that user: it is no recommendation, so the user gets fewer than k rows.
+    listed = (scores != float("-inf")).flatten().numpy()
     return pl.DataFrame(
         {
-            "user_id": data.user_ids.repeat_interleave(width).numpy().astype(np.int32),
-            "rank": np.tile(np.arange(1, width + 1, dtype=np.int32), n_users),
-            "item_id": items.flatten().numpy().astype(np.int32),
-            "score": scores.flatten().numpy().astype(np.float32),
+            "user_id": data.user_ids.repeat_interleave(width).numpy().astype(np.int32)[listed],
+            "rank": np.tile(np.arange(1, width + 1, dtype=np.int32), n_users)[listed],
+            "item_id": items.flatten().numpy().astype(np.int32)[listed],
+            "score": scores.flatten().numpy().astype(np.float32)[listed],
         }
     )
 
