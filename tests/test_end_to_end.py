@@ -65,6 +65,9 @@ def test_every_stage_writes_its_artifacts(basic_config_run):
     # The lists to serve (config recommend: bbqrec's first seed, top 20, without what each user has).
     lists = pl.read_parquet(results / "gift-cards" / "recommend" / "bbqrec" / "seed0" / "next_items.parquet")
     assert lists.height == 458 * 20 and lists["user"].null_count() == lists["item"].null_count() == 0
+    # 5-core: every user has a split, so none is left out and every row has a user_id
+    assert pl.read_parquet(results / "gift-cards" / "data" / "left_out_users.parquet").height == 0
+    assert lists["user_id"].null_count() == 0
     had = pl.read_parquet(results / "gift-cards" / "data" / "interactions.parquet").select("user_id", "item_id")
     assert lists.join(had, on=["user_id", "item_id"]).height == 0
     metrics = pl.read_parquet(results / "gift-cards" / "eval" / "bbqrec" / "seed0" / "metrics.parquet")
@@ -166,8 +169,8 @@ def test_dataset_file_edits_rerun_only_the_stages_they_configure(basic_config_ru
     assert trains["bbqrec inputs"] == 1  # bbqrec; the sasrec baseline does not read the option
     assert {"behavior_embed", "quantize", "train"} <= planned["every model"]
     assert trains["every model"] == 2
-    assert "prepare_data" not in planned["every model"]
-    assert {"prepare_data", "train", "evaluate"} <= planned["preparation"]
+    assert "prepare_data" not in planned["every model"] and "left_out_users" not in planned["every model"]
+    assert {"prepare_data", "left_out_users", "train", "evaluate", "recommend"} <= planned["preparation"]
 
 
 def test_report_is_one_html_file_with_every_view(basic_config_run):

@@ -3,10 +3,14 @@ items they leave out, the source ids they carry, and the errors on bad input."""
 
 from __future__ import annotations
 
+import subprocess
+import sys
+
 import polars as pl
 import pytest
 import torch
 
+from bbqrec.data import left_out_histories, load_dataset_config
 from bbqrec.evaluation import UserHistories, latest_histories, next_item_lists, recommend
 from bbqrec.io import InputError
 from bbqrec.models import ModelConfig, SASRec
@@ -130,6 +134,78 @@ def test_bad_input_names_the_key_or_the_file(beauty):
     histories = latest_histories(interactions, 5)
     with pytest.raises(ValueError, match=r"seen has 1 rows, expected one per user \(400\)"):
         recommend(model, histories, k=10, exclude_history=True, seen=pl.Series([[1, 2]]))
+
+
+@pytest.fixture(scope="module")
+def gift_cards_left_out(prepared, shared_data, repo_root):
+    """Gift Cards (458 users, 5-core) prepared with min_seq_len 10, the users left out, and every user's sequence
+    of source item ids from a preparation that keeps them all (min_seq_len 3)."""
+    out = prepared("gift-cards", min_seq_len=10)
+    users, items = pl.read_parquet(out / "users.parquet"), pl.read_parquet(out / "items.parquet")
+    config = load_dataset_config(repo_root / "config" / "datasets" / "gift-cards.yaml")
+    left_out = left_out_histories(config, shared_data, users, items, min_seq_len=10)
+    everyone = prepared("gift-cards", min_seq_len=3)
+    whole = (
+        pl.read_parquet(everyone / "interactions.parquet")
+        .join(pl.read_parquet(everyone / "items.parquet").select("item_id", pl.col("source_id").alias("item")), on="item_id")
+        .join(pl.read_parquet(everyone / "users.parquet").select("user_id", pl.col("source_id").alias("user")), on="user_id")
+        .sort("user_id", "position")
+        .group_by("user", maintain_order=True)
+        .agg("item")
+    )
+    return out, users, items, left_out, whole
+
+
+def test_the_left_out_users_are_the_others_with_their_catalogue_items_in_time_order(gift_cards_left_out):
+    _, users, items, left_out, whole = gift_cards_left_out
+    assert users.height == 38 and left_out.height == 420  # 458 in all; the 420 all had a catalogue item
+    assert set(left_out["user"]) == set(whole["user"]) - set(users["source_id"])
+    source_of = dict(zip(items["item_id"], items["source_id"]))
+    expected = dict(zip(whole["user"], whole["item"]))
+    catalogue = set(items["source_id"])
+    for user, item_ids in left_out.iter_rows():
+        # the same order as the full preparation gives them, items outside this catalogue skipped
+        assert [source_of[i] for i in item_ids] == [i for i in expected[user] if i in catalogue]
+    assert left_out["items"].list.len().min() >= 1 and left_out["items"].list.len().max() <= 9
+
+
+def test_left_out_users_get_lists_after_their_own_items(gift_cards_left_out, repo_root, shared_data, tmp_path):
+    out, users, items, left_out, _ = gift_cards_left_out
+    interactions = pl.read_parquet(out / "interactions.parquet")
+    model = _model(items.height, max_len=5)
+    lists = next_item_lists(model, interactions, users, items, k=10, left_out=left_out)
+    alone = next_item_lists(model, interactions, users, items, k=10)
+    assert lists.filter(pl.col("user_id").is_not_null()).equals(alone)  # the prepared users' lists unchanged
+    theirs = lists.filter(pl.col("user_id").is_null())
+    assert theirs["user"].unique(maintain_order=True).to_list() == left_out["user"].to_list()
+    assert theirs.height == 420 * 10
+    with torch.no_grad():  # brute force: the last max_len items as history, every item of theirs at -inf
+        for user, item_ids in left_out.head(30).iter_rows():
+            scores = model.score(torch.tensor([item_ids[-5:]]))[0]
+            scores[torch.tensor(item_ids)] = float("-inf")
+            assert theirs.filter(pl.col("user") == user)["item_id"].to_list() == torch.topk(scores, 10).indices.tolist()
+    # the stage scripts write the same: left_out_users.parquet, then the lists from it
+    left_out_file = tmp_path / "left_out_users.parquet"
+    subprocess.run(
+        [sys.executable, str(repo_root / "workflow" / "scripts" / "left_out_users.py"), "--dataset-config",
+         str(repo_root / "config" / "datasets" / "gift-cards.yaml"), "--data-root", str(shared_data),
+         "--data", str(out), "--min-seq-len", "10", "--k-core", "0", "--duplicates", "keep", "--out", str(left_out_file)],
+        check=True, capture_output=True, text=True,
+    )
+    assert pl.read_parquet(left_out_file).equals(left_out)
+
+
+def test_bad_left_out_users_name_the_file_and_row(gift_cards_left_out):
+    out, users, items, left_out, _ = gift_cards_left_out
+    interactions = pl.read_parquet(out / "interactions.parquet")
+    model = _model(items.height, max_len=5)
+    broken = left_out.with_columns(
+        pl.when(pl.int_range(pl.len()) == 3).then(pl.lit([1, 999], dtype=pl.List(pl.Int32))).otherwise("items").alias("items")
+    )
+    with pytest.raises(InputError, match=rf"left_out_users.parquet, row 3 \(user {left_out['user'][3]}\): expected 1 or more item ids in 1..{items.height}, got \[1, 999\]"):
+        next_item_lists(model, interactions, users, items, left_out=broken)
+    with pytest.raises(InputError, match=r"left_out_users.parquet: missing column\(s\) \['items'\]"):
+        next_item_lists(model, interactions, users, items, left_out=left_out.select("user"))
 
 
 RUNS = [("sci", "sasrec", 2), ("sci", "sasrec", 1), ("sci", "bbqrec", 2), ("sci", "bbqrec", 1),

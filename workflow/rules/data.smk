@@ -66,3 +66,36 @@ rule prepare_data:
         " --k-core {params.options[k_core]}"
         " --duplicates {params.options[duplicates]}"
         " > {log} 2>&1"
+
+
+# Users without a leave-one-out split (min_seq_len, k_core) still get next-item lists (rule recommend). A rule of
+# its own, not a prepare_data output, so that adding it reran no existing preparation and what follows it.
+rule left_out_users:
+    input:
+        sources=get_prepare_sources,
+        dataset_config=ancient("config/datasets/{dataset}.yaml"),
+        users="results/{dataset}/data/users.parquet",
+        item_table="results/{dataset}/data/items.parquet",
+    output:
+        "results/{dataset}/data/left_out_users.parquet",
+    log:
+        "logs/left_out_users/{dataset}.log",
+    conda:
+        "../../envs/data.yaml"
+    threads: 1
+    resources:
+        mem_mb=2000,
+        runtime=30,
+    params:
+        script=script("left_out_users.py"),
+        data_root=get_data_root,
+        options=get_prepare_options,
+        sources_sha256=get_source_digests,
+        dataset_spec=get_dataset_spec,
+    shell:
+        "{params.script} --dataset-config {input.dataset_config}"
+        " --data-root {params.data_root} --data results/{wildcards.dataset}/data"
+        " --min-seq-len {params.options[min_seq_len]}"
+        " --k-core {params.options[k_core]}"
+        " --duplicates {params.options[duplicates]}"
+        " --out {output} > {log} 2>&1"

@@ -72,6 +72,7 @@ rule recommend:
         interactions="results/{dataset}/data/interactions.parquet",
         users="results/{dataset}/data/users.parquet",
         item_table="results/{dataset}/data/items.parquet",
+        left_out="results/{dataset}/data/left_out_users.parquet",
     output:
         "results/{dataset}/recommend/{variant}/seed{seed}/next_items.parquet",
     log:
@@ -90,7 +91,8 @@ rule recommend:
     shell:
         "{params.script} --dataset {wildcards.dataset} --variant {wildcards.variant}"
         " --seed {wildcards.seed} --model {input.model}"
-        " --data results/{wildcards.dataset}/data --k {params.k} {params.keep_history}"
+        " --data results/{wildcards.dataset}/data --left-out {input.left_out}"
+        " --k {params.k} {params.keep_history}"
         " --config-json {params.options:q} --out {output} > {log} 2>&1"
 
 

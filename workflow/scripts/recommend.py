@@ -2,7 +2,8 @@
 
 Writes `--out` (user_id, user, rank, item_id, item, score; `user` and `item` are the source ids of
 users.parquet / items.parquet), the top `--k` items per user, sorted by user_id and rank. The model is the
-evaluated one (trained on the training split); its histories here include the validation and test items.
+evaluated one (trained on the training split); its histories here include the validation and test items. With
+`--left-out`, the users that the preparation left out follow (null user_id), ranked after their few items.
 """
 
 import argparse
@@ -19,6 +20,7 @@ def parse_args(argv=None):
     parser.add_argument("--seed", type=int, required=True)
     parser.add_argument("--model", required=True, help="train/<variant>/seed<k>/model.pt")
     parser.add_argument("--data", required=True, help="results/<ds>/data: interactions, users and items parquet")
+    parser.add_argument("--left-out", help="data/left_out_users.parquet: also list for the users without a split")
     parser.add_argument("--k", type=int, default=20, help="items per user (config recommend.k)")
     parser.add_argument(
         "--keep-history", action="store_true", help="also list items the user already has (recommend.exclude_history: false)"
@@ -53,11 +55,13 @@ def main(argv=None):
         exclude_history=not args.keep_history,
         batch_size=config.eval_batch_size,
         backend=config.recommend_backend,
+        left_out=pl.read_parquet(args.left_out) if args.left_out else None,
     )
     run = {"dataset": args.dataset, "variant": args.variant, "model": args.model, "k": args.k,
            "exclude_history": not args.keep_history, "train": asdict(config)}
     write_parquet(lists, Path(args.out), metadata={"provenance": provenance(run, args.seed)})
-    logging.info("%d users x %d items -> %s", lists["user_id"].n_unique(), args.k, args.out)
+    logging.info("%d users (%d left out by the preparation) x up to %d items -> %s", lists["user"].n_unique(),
+                 lists.filter(pl.col("user_id").is_null())["user"].n_unique(), args.k, args.out)
 
 
 if __name__ == "__main__":

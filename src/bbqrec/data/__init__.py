@@ -5,6 +5,6 @@ sources into the files listed in docs/artifacts.md (prepare_data).
 """
 
 from bbqrec.data.config import load_dataset_config, merge_prepare_options
-from bbqrec.data.prepare import prepare_dataset
+from bbqrec.data.prepare import left_out_histories, prepare_dataset
 
-__all__ = ["load_dataset_config", "merge_prepare_options", "prepare_dataset"]
+__all__ = ["left_out_histories", "load_dataset_config", "merge_prepare_options", "prepare_dataset"]

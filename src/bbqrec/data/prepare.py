@@ -95,15 +95,7 @@ def load_raw(dataset_cfg: dict[str, Any], data_root: Path) -> RawDataset:
 
 def build_dataset(raw: RawDataset, options: dict[str, Any], name: str) -> PreparedDataset:
     """Order, deduplicate, filter, number and split `raw` (see the module docstring)."""
-    inter = raw.interactions.with_row_index("source_row")
-    if inter.height == 0:
-        raise InputError(f"dataset {name!r}: the sources hold no interactions")
-    if 0 < inter["timestamp"].null_count() < inter.height:
-        raise InputError(f"dataset {name!r}: some interactions have a timestamp and others not")
-    # Equal (or absent) timestamps keep source order: source_row is unique, so the order is total.
-    inter = inter.sort("timestamp", "source_row")
-    if options["duplicates"] != "keep":
-        inter = inter.unique(["user", "item"], keep=options["duplicates"], maintain_order=True)
+    inter = _ordered_interactions(raw, options["duplicates"], name)
     duplicates_removed = raw.interactions.height - inter.height
 
     inter = _filter_counts(inter, user_min=max(options["k_core"], options["min_seq_len"]), item_min=options["k_core"])
@@ -153,6 +145,46 @@ def build_dataset(raw: RawDataset, options: dict[str, Any], name: str) -> Prepar
         test=test,
         stats=stats,
         features=raw.features,
+    )
+
+
+def _ordered_interactions(raw: RawDataset, duplicates: str, name: str) -> pl.DataFrame:
+    """The raw interactions (+ source_row) in time order, repeated (user, item) pairs handled by `duplicates`."""
+    inter = raw.interactions.with_row_index("source_row")
+    if inter.height == 0:
+        raise InputError(f"dataset {name!r}: the sources hold no interactions")
+    if 0 < inter["timestamp"].null_count() < inter.height:
+        raise InputError(f"dataset {name!r}: some interactions have a timestamp and others not")
+    # Equal (or absent) timestamps keep source order: source_row is unique, so the order is total.
+    inter = inter.sort("timestamp", "source_row")
+    if duplicates != "keep":
+        inter = inter.unique(["user", "item"], keep=duplicates, maintain_order=True)
+    return inter
+
+
+def left_out_histories(
+    dataset_cfg: dict[str, Any], data_root: Path, users: pl.DataFrame, items: pl.DataFrame, **prepare_options: Any
+) -> pl.DataFrame:
+    """The users that the preparation left out, with what they did in the prepared catalogue: `user` (source id),
+    `items` (list<i32> of item_ids in time order), one row per user with at least one such item, in source order.
+
+    users / items: the prepared users.parquet / items.parquet. A user is left out by `min_seq_len` or `k_core`
+    (too few interactions for a leave-one-out split); a trained model can still rank items after those it has.
+    Interactions with items outside the catalogue (dropped by `k_core`, or only such users had them) are skipped.
+    """
+    dataset_cfg = check_dataset_config(dataset_cfg, f"dataset config {dataset_cfg.get('name', '?')!r}")
+    options = resolve_prepare_options(dataset_cfg, prepare_options)
+    raw = load_raw(dataset_cfg, Path(data_root))
+    inter = _ordered_interactions(raw, options["duplicates"], dataset_cfg["name"])
+    return (
+        inter.join(users.select(pl.col("source_id").alias("user")), on="user", how="anti")
+        .join(items.select(pl.col("source_id").alias("item"), "item_id"), on="item")
+        .sort("timestamp", "source_row")
+        .group_by("user", maintain_order=True)
+        .agg(pl.col("item_id").cast(pl.Int32).alias("items"))
+        .join(raw.users.select("user", "order"), on="user")
+        .sort("order")
+        .select("user", "items")
     )
 
 

@@ -36,12 +36,14 @@ def next_item_lists(
     exclude_history: bool = True,
     batch_size: int = 256,
     backend: str = "matmul",
+    left_out: pl.DataFrame | None = None,
 ) -> pl.DataFrame:
     """Top-k next items per user: user_id, user (source id), rank 1..k, item_id, item (source id), score.
 
     users / items: users.parquet / items.parquet (dense id -> source id); interactions: interactions.parquet.
     `exclude_history` drops the items a user already has (the evaluation's switch, here on by default: a list
-    to show a user rarely repeats what they bought or watched).
+    to show a user rarely repeats what they bought or watched). left_out: left_out_users.parquet (user, items),
+    the users without a split; their rows follow, with a null user_id, in that file's order.
     """
     n_items = model.config.n_items
     if items.height != n_items:
@@ -49,12 +51,39 @@ def next_item_lists(
     if not 1 <= k <= n_items:
         raise InputError(f"config key recommend.k: expected 1..{n_items} (the number of items), got {k}")
     sequences = _sequences(interactions, "interactions.parquet")
+    names = users.select("user_id", pl.col("source_id").alias("user"))
+    if left_out is not None and left_out.height:
+        _check_left_out(left_out, n_items)
+        # Stand-in ids after the last user's, so that one ranking pass serves both; nulled below.
+        first = int(sequences["user_id"].max()) + 1
+        extra = left_out.select(pl.int_range(first, first + pl.len(), dtype=pl.Int32).alias("user_id"), "user", "items")
+        sequences = pl.concat([sequences, extra.select("user_id", "items")])
+        names = pl.concat([names.with_columns(pl.col("user_id").cast(pl.Int32)), extra.select("user_id", "user")])
     histories = UserHistories.from_sequences(sequences, model.config.max_len, "interactions.parquet")
     # What a user has is the whole sequence, not only the model's window of its last max_len items.
     lists = recommend(model, histories, k, batch_size, exclude_history, backend, seen=sequences["items"])
-    return (
-        lists.join(users.select("user_id", pl.col("source_id").alias("user")), on="user_id", how="left")
+    lists = (
+        lists.join(names, on="user_id", how="left")
         .join(items.select("item_id", pl.col("source_id").alias("item")), on="item_id", how="left")
         .select("user_id", "user", "rank", "item_id", "item", "score")
         .sort("user_id", "rank")
     )
+    if left_out is not None and left_out.height:
+        lists = lists.with_columns(pl.when(pl.col("user_id") < first).then(pl.col("user_id")).alias("user_id"))
+    return lists
+
+
+def _check_left_out(left_out: pl.DataFrame, n_items: int) -> None:
+    missing = {"user", "items"} - set(left_out.columns)
+    if missing:
+        raise InputError(f"left_out_users.parquet: missing column(s) {sorted(missing)}; expected user, items")
+    bad = left_out.with_row_index("row").filter(
+        (pl.col("items").list.len().fill_null(0) == 0)
+        | (pl.col("items").list.min() < 1)
+        | (pl.col("items").list.max() > n_items)
+    )
+    if bad.height:
+        raise InputError(
+            f"left_out_users.parquet, row {bad['row'][0]} (user {bad['user'][0]}): expected 1 or more item ids in "
+            f"1..{n_items}, got {bad['items'][0].to_list()}"
+        )
