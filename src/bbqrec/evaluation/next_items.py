@@ -10,7 +10,7 @@ from __future__ import annotations
 import polars as pl
 
 from bbqrec.data.split import user_sequences
-from bbqrec.evaluation.ranking import UserHistories, recommend
+from bbqrec.evaluation.ranking import UserHistories, check_columns, recommend
 from bbqrec.io import InputError
 from bbqrec.models.sasrec import SASRec
 
@@ -21,9 +21,7 @@ def latest_histories(interactions: pl.DataFrame, max_len: int, source: str = "in
 
 
 def _sequences(interactions: pl.DataFrame, source: str) -> pl.DataFrame:
-    missing = {"user_id", "item_id", "position"} - set(interactions.columns)
-    if missing:
-        raise InputError(f"{source}: missing column(s) {sorted(missing)}; expected user_id, item_id, position")
+    check_columns(interactions, ("user_id", "item_id", "position"), source)
     return user_sequences(interactions)
 
 
@@ -52,31 +50,26 @@ def next_item_lists(
         raise InputError(f"config key recommend.k: expected 1..{n_items} (the number of items), got {k}")
     sequences = _sequences(interactions, "interactions.parquet")
     names = users.select("user_id", pl.col("source_id").alias("user"))
-    if left_out is not None and left_out.height:
+    # Left-out users get stand-in ids from here on, so that one ranking pass serves both; nulled below.
+    first = int(sequences["user_id"].max() or 0) + 1
+    if left_out is not None:
         _check_left_out(left_out, n_items)
-        # Stand-in ids after the last user's, so that one ranking pass serves both; nulled below.
-        first = int(sequences["user_id"].max()) + 1
         extra = left_out.select(pl.int_range(first, first + pl.len(), dtype=pl.Int32).alias("user_id"), "user", "items")
         sequences = pl.concat([sequences, extra.select("user_id", "items")])
         names = pl.concat([names.with_columns(pl.col("user_id").cast(pl.Int32)), extra.select("user_id", "user")])
     histories = UserHistories.from_sequences(sequences, model.config.max_len, "interactions.parquet")
     # What a user has is the whole sequence, not only the model's window of its last max_len items.
     lists = recommend(model, histories, k, batch_size, exclude_history, backend, seen=sequences["items"])
-    lists = (
+    return (
         lists.join(names, on="user_id", how="left")
         .join(items.select("item_id", pl.col("source_id").alias("item")), on="item_id", how="left")
-        .select("user_id", "user", "rank", "item_id", "item", "score")
         .sort("user_id", "rank")
+        .select(pl.when(pl.col("user_id") < first).then("user_id").alias("user_id"), "user", "rank", "item_id", "item", "score")
     )
-    if left_out is not None and left_out.height:
-        lists = lists.with_columns(pl.when(pl.col("user_id") < first).then(pl.col("user_id")).alias("user_id"))
-    return lists
 
 
 def _check_left_out(left_out: pl.DataFrame, n_items: int) -> None:
-    missing = {"user", "items"} - set(left_out.columns)
-    if missing:
-        raise InputError(f"left_out_users.parquet: missing column(s) {sorted(missing)}; expected user, items")
+    check_columns(left_out, ("user", "items"), "left_out_users.parquet")
     bad = left_out.with_row_index("row").filter(
         (pl.col("items").list.len().fill_null(0) == 0)
         | (pl.col("items").list.min() < 1)

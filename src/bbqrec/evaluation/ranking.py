@@ -35,7 +35,7 @@ class UserHistories:
     @classmethod
     def from_sequences(cls, frame: pl.DataFrame, max_len: int, source: str = "sequence frame") -> UserHistories:
         """From a frame of (user_id, items list): each user's whole sequence, cut to its last max_len."""
-        _check_columns(frame, ("user_id", "items"), source)
+        check_columns(frame, ("user_id", "items"), source)
         _check_not_empty(frame, "items", source)
         return cls(_user_ids(frame), pad_sequences(frame["items"], max_len))
 
@@ -49,7 +49,7 @@ class EvalSet(UserHistories):
     @classmethod
     def from_frame(cls, frame: pl.DataFrame, max_len: int, source: str = "evaluation frame") -> EvalSet:
         """From a valid/test frame (user_id, history list, target); histories cut to their last max_len."""
-        _check_columns(frame, ("user_id", "history", "target"), source)
+        check_columns(frame, ("user_id", "history", "target"), source)
         _check_not_empty(frame, "history", source)
         return cls(
             _user_ids(frame),
@@ -58,7 +58,8 @@ class EvalSet(UserHistories):
         )
 
 
-def _check_columns(frame: pl.DataFrame, columns: tuple[str, ...], source: str) -> None:
+def check_columns(frame: pl.DataFrame, columns: tuple[str, ...], source: str) -> None:
+    """An InputError naming `source` and the missing columns, if `frame` lacks any of `columns`."""
     missing = set(columns) - set(frame.columns)
     if missing:
         raise InputError(f"{source}: missing column(s) {sorted(missing)}; expected {', '.join(columns)}")
