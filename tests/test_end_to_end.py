@@ -67,7 +67,7 @@ def test_every_stage_writes_its_artifacts(basic_config_run):
     assert lists.height == 458 * 20 and lists["user"].null_count() == lists["item"].null_count() == 0
     # 5-core: every user has a split, so none is left out and every row has a user_id
     assert pl.read_parquet(results / "gift-cards" / "data" / "left_out_users.parquet").height == 0
-    assert lists["user_id"].null_count() == 0
+    assert lists["user_id"].null_count() == 0 and set(lists["ranked_by"]) == {"model"}
     had = pl.read_parquet(results / "gift-cards" / "data" / "interactions.parquet").select("user_id", "item_id")
     assert lists.join(had, on=["user_id", "item_id"]).height == 0
     metrics = pl.read_parquet(results / "gift-cards" / "eval" / "bbqrec" / "seed0" / "metrics.parquet")

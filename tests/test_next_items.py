@@ -93,7 +93,7 @@ def test_next_items_carry_the_source_ids_and_faiss_lists_the_same(beauty):
     model = _model(items.height, max_len=5)
     exact = next_item_lists(model, beauty["interactions"], users, items, k=10)
     searched = next_item_lists(model, beauty["interactions"], users, items, k=10, backend="faiss")
-    assert exact.columns == ["user_id", "user", "rank", "item_id", "item", "score"]
+    assert exact.columns == ["user_id", "user", "rank", "item_id", "item", "score", "ranked_by"]
     assert exact.select("user_id", "rank", "item_id").equals(searched.select("user_id", "rank", "item_id"))
     by_item = dict(zip(items["item_id"], items["source_id"]))
     by_user = dict(zip(users["user_id"], users["source_id"]))
@@ -202,10 +202,64 @@ def test_bad_left_out_users_name_the_file_and_row(gift_cards_left_out):
     broken = left_out.with_columns(
         pl.when(pl.int_range(pl.len()) == 3).then(pl.lit([1, 999], dtype=pl.List(pl.Int32))).otherwise("items").alias("items")
     )
-    with pytest.raises(InputError, match=rf"left_out_users.parquet, row 3 \(user {left_out['user'][3]}\): expected 1 or more item ids in 1..{items.height}, got \[1, 999\]"):
+    with pytest.raises(InputError, match=rf"left_out_users.parquet, row 3 \(user {left_out['user'][3]}\): expected a list of item ids in 1..{items.height} \(empty for a user with none\), got \[1, 999\]"):
         next_item_lists(model, interactions, users, items, left_out=broken)
+    no_list = left_out.with_columns(pl.when(pl.int_range(pl.len()) == 5).then(None).otherwise("items").alias("items"))
+    with pytest.raises(InputError, match=rf"left_out_users.parquet, row 5 \(user {left_out['user'][5]}\): .*, got None"):
+        next_item_lists(model, interactions, users, items, left_out=no_list)
     with pytest.raises(InputError, match=r"left_out_users.parquet: missing column\(s\) \['items'\]"):
         next_item_lists(model, interactions, users, items, left_out=left_out.select("user"))
+    with pytest.raises(InputError, match=r"config key recommend.cold_users: expected one of \['popularity', 'skip'\], got 'random'"):
+        next_item_lists(model, interactions, users, items, left_out=left_out, cold_users="random")
+
+
+@pytest.fixture(scope="module")
+def gift_cards_cold(prepared, shared_data, repo_root):
+    """Gift Cards prepared with k_core 6 (150 users, 67 items): of the 308 users left out, 16 have none of the
+    catalogue's items, since k_core cut every one of theirs."""
+    out = prepared("gift-cards", k_core=6)
+    users, items = pl.read_parquet(out / "users.parquet"), pl.read_parquet(out / "items.parquet")
+    config = load_dataset_config(repo_root / "config" / "datasets" / "gift-cards.yaml")
+    return out, users, items, left_out_histories(config, shared_data, users, items, k_core=6)
+
+
+def test_a_left_out_user_without_catalogue_items_has_an_empty_list(gift_cards_cold, gift_cards_left_out):
+    _, users, items, left_out = gift_cards_cold
+    whole = gift_cards_left_out[-1]  # every user's source items, from a preparation that keeps them all
+    assert (users.height, items.height, left_out.height) == (150, 67, 308)
+    catalogue = set(items["source_id"])
+    expected = {user: [i for i in had if i in catalogue] for user, had in whole.iter_rows() if user not in set(users["source_id"])}
+    source_of = dict(zip(items["item_id"], items["source_id"]))
+    assert {user: [source_of[i] for i in item_ids] for user, item_ids in left_out.iter_rows()} == expected
+    assert (left_out["items"].list.len() == 0).sum() == 16
+
+
+def test_cold_users_get_the_most_popular_items_or_no_list(gift_cards_cold):
+    out, users, items, left_out = gift_cards_cold
+    interactions = pl.read_parquet(out / "interactions.parquet")
+    model = _model(items.height, max_len=5)
+    lists = next_item_lists(model, interactions, users, items, k=10, left_out=left_out)
+    cold_users = left_out.filter(pl.col("items").list.len() == 0)["user"]
+    # by hand: interactions per item, most first, ties by the lower item_id
+    counts: dict[int, int] = {}
+    for item in interactions["item_id"].to_list():
+        counts[item] = counts.get(item, 0) + 1
+    top = sorted(counts, key=lambda item: (-counts[item], item))[:10]
+    popular = lists.filter(pl.col("ranked_by") == "popularity")
+    assert set(popular["user"]) == set(cold_users) and popular.height == 16 * 10
+    assert popular["user_id"].null_count() == popular.height
+    for user in cold_users:
+        mine = popular.filter(pl.col("user") == user)
+        assert mine["item_id"].to_list() == top and mine["rank"].to_list() == list(range(1, 11))
+        assert mine["score"].to_list() == [counts[item] for item in top]
+    assert mine["item"].to_list() == [dict(zip(items["item_id"], items["source_id"]))[i] for i in top]
+    # every other user is ranked by the model; the file's order of left-out users is kept
+    assert set(lists.filter(pl.col("ranked_by") == "model")["user"]) == set(users["source_id"]) | (
+        set(left_out["user"]) - set(cold_users)
+    )
+    assert lists.filter(pl.col("user_id").is_null())["user"].unique(maintain_order=True).to_list() == left_out["user"].to_list()
+    skipped = next_item_lists(model, interactions, users, items, k=10, left_out=left_out, cold_users="skip")
+    assert skipped.equals(lists.filter(pl.col("ranked_by") == "model"))
 
 
 RUNS = [("sci", "sasrec", 2), ("sci", "sasrec", 1), ("sci", "bbqrec", 2), ("sci", "bbqrec", 1),

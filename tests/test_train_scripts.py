@@ -92,11 +92,13 @@ def test_train_then_evaluate_write_the_artifacts(repo_root, data_slice, tmp_path
     )
     assert sorted(p.name for p in lists_path.parent.iterdir()) == ["next_items.parquet"]  # no temporary file left
     lists = pl.read_parquet(lists_path)
-    assert lists.columns == ["user_id", "user", "rank", "item_id", "item", "score"] and lists.height == 300 * 7
+    assert lists.columns == ["user_id", "user", "rank", "item_id", "item", "score", "ranked_by"]
+    assert lists.height == 300 * 7 and set(lists["ranked_by"]) == {"model"}
     had = pl.read_parquet(data_slice / "interactions.parquet").select("user_id", "item_id").unique()
     assert lists.join(had, on=["user_id", "item_id"]).height == 0
     run = json.loads(pq.read_schema(lists_path).metadata[b"provenance"])
     assert run["seed"] == 1 and run["config"]["k"] == 7 and run["config"]["exclude_history"] is True
+    assert run["config"]["cold_users"] == "popularity"
     _script(repo_root, "recommend").main(
         [*common, "--model", str(train_dir / "model.pt"), "--k", "7", "--keep-history", "--out", str(lists_path)]
     )

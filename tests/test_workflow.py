@@ -79,11 +79,11 @@ def test_popularity_edges_out_of_order_are_an_error_naming_the_key(tmp_path):
 def test_recommend_lists_come_from_configured_runs_and_name_the_key_otherwise():
     # which runs list is bbqrec.training.recommend_runs' choice (tests/test_next_items.py); here the workflow's use
     one_run = "datasets=[scientific-mm]", "train={variants: [sasrec, bbqrec], seeds: [2, 1]}"
-    planned = dry_run("--config", *one_run, "recommend={variants: [sasrec, bbqrec], k: 5}")
+    planned = dry_run("--config", *one_run, "recommend={variants: [sasrec, bbqrec], k: 5, cold_users: skip}")
     assert planned.returncode == 0, planned.stdout + planned.stderr
     assert job_counts(planned.stdout)["recommend"] == 2
     assert set(re.findall(r"recommend/([\w-]+/seed\d+)/next_items", planned.stdout)) == {"sasrec/seed2", "bbqrec/seed2"}
-    assert "--k 5" in planned.stdout
+    assert "--k 5" in planned.stdout and "--cold-users skip" in planned.stdout
     not_trained = snakemake("-n", "--cores", "1", "--config", *one_run, "recommend={variants: [sasrec-mm]}")
     assert not_trained.returncode != 0
     assert "config key recommend.variants: 'sasrec-mm' has no training run" in not_trained.stdout + not_trained.stderr

@@ -88,11 +88,12 @@ rule recommend:
         options=get_eval_options_json,
         k=config["recommend"]["k"],
         keep_history="" if config["recommend"]["exclude_history"] else "--keep-history",
+        cold_users=config["recommend"]["cold_users"],
     shell:
         "{params.script} --dataset {wildcards.dataset} --variant {wildcards.variant}"
         " --seed {wildcards.seed} --model {input.model}"
         " --data results/{wildcards.dataset}/data --left-out {input.left_out}"
-        " --k {params.k} {params.keep_history}"
+        " --k {params.k} {params.keep_history} --cold-users {params.cold_users}"
         " --config-json {params.options:q} --out {output} > {log} 2>&1"
 
 

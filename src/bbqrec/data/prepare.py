@@ -166,11 +166,12 @@ def left_out_histories(
     dataset_cfg: dict[str, Any], data_root: Path, users: pl.DataFrame, items: pl.DataFrame, **prepare_options: Any
 ) -> pl.DataFrame:
     """The users that the preparation left out, with what they did in the prepared catalogue: `user` (source id),
-    `items` (list<i32> of item_ids in time order), one row per user with at least one such item, in source order.
+    `items` (list<i32> of item_ids in time order), one row per left-out user, in source order.
 
     users / items: the prepared users.parquet / items.parquet. A user is left out by `min_seq_len` or `k_core`
     (too few interactions for a leave-one-out split); a trained model can still rank items after those it has.
-    Interactions with items outside the catalogue (dropped by `k_core`, or only such users had them) are skipped.
+    Interactions with items outside the catalogue (dropped by `k_core`, or only such users had them) are skipped,
+    so a user whose items are all outside it has an empty list (a cold user: no history to rank after).
     """
     dataset_cfg = check_dataset_config(dataset_cfg, f"dataset config {dataset_cfg.get('name', '?')!r}")
     options = resolve_prepare_options(dataset_cfg, prepare_options)
@@ -178,10 +179,10 @@ def left_out_histories(
     inter = _ordered_interactions(raw, options["duplicates"], dataset_cfg["name"])
     return (
         inter.join(users.select(pl.col("source_id").alias("user")), on="user", how="anti")
-        .join(items.select(pl.col("source_id").alias("item"), "item_id"), on="item")
+        .join(items.select(pl.col("source_id").alias("item"), "item_id"), on="item", how="left")
         .sort("timestamp", "source_row")
         .group_by("user", maintain_order=True)
-        .agg(pl.col("item_id").cast(pl.Int32).alias("items"))
+        .agg(pl.col("item_id").drop_nulls().cast(pl.Int32).alias("items"))
         .join(raw.users.select("user", "order"), on="user")
         .sort("order")
         .select("user", "items")

@@ -14,6 +14,8 @@ from bbqrec.evaluation.ranking import UserHistories, check_columns, recommend
 from bbqrec.io import InputError
 from bbqrec.models.sasrec import SASRec
 
+COLD_USERS = ("popularity", "skip")  # what a user with no item of the catalogue gets (config recommend.cold_users)
+
 
 def latest_histories(interactions: pl.DataFrame, max_len: int, source: str = "interactions") -> UserHistories:
     """Every user's whole chronological sequence (interactions.parquet rows), cut to its last `max_len` items."""
@@ -35,48 +37,78 @@ def next_item_lists(
     batch_size: int = 256,
     backend: str = "matmul",
     left_out: pl.DataFrame | None = None,
+    cold_users: str = "popularity",
 ) -> pl.DataFrame:
-    """Top-k next items per user: user_id, user (source id), rank 1..k, item_id, item (source id), score.
+    """Top-k next items per user: user_id, user (source id), rank 1..k, item_id, item (source id), score, ranked_by.
 
     users / items: users.parquet / items.parquet (dense id -> source id); interactions: interactions.parquet.
     `exclude_history` drops the items a user already has (the evaluation's switch, here on by default: a list
     to show a user rarely repeats what they bought or watched). left_out: left_out_users.parquet (user, items),
-    the users without a split; their rows follow, with a null user_id, in that file's order.
+    the users without a split; their rows follow, with a null user_id, in that file's order. Those with no item of
+    the catalogue (cold users) have nothing for the model to rank after: with `cold_users="popularity"` they get
+    the k items with the most interactions in `interactions` (ties: lower item_id first; `score` = that count,
+    `ranked_by` = "popularity"), with "skip" no rows. Every other row has `ranked_by` = "model".
     """
+    if cold_users not in COLD_USERS:
+        raise InputError(f"config key recommend.cold_users: expected one of {list(COLD_USERS)}, got {cold_users!r}")
     n_items = model.config.n_items
     if items.height != n_items:
         raise InputError(f"items.parquet: {items.height} items, but the model was trained on {n_items}")
     if not 1 <= k <= n_items:
         raise InputError(f"config key recommend.k: expected 1..{n_items} (the number of items), got {k}")
     sequences = _sequences(interactions, "interactions.parquet")
-    names = users.select("user_id", pl.col("source_id").alias("user"))
+    names = users.select(pl.col("user_id").cast(pl.Int32), pl.col("source_id").alias("user"))
     # Left-out users get stand-in ids from here on, so that one ranking pass serves both; nulled below.
     first = int(sequences["user_id"].max() or 0) + 1
+    cold = pl.DataFrame(schema={"user_id": pl.Int32})
     if left_out is not None:
         _check_left_out(left_out, n_items)
         extra = left_out.select(pl.int_range(first, first + pl.len(), dtype=pl.Int32).alias("user_id"), "user", "items")
-        sequences = pl.concat([sequences, extra.select("user_id", "items")])
-        names = pl.concat([names.with_columns(pl.col("user_id").cast(pl.Int32)), extra.select("user_id", "user")])
+        is_cold = pl.col("items").list.len() == 0
+        sequences = pl.concat([sequences, extra.filter(~is_cold).select("user_id", "items")])
+        names = pl.concat([names, extra.select("user_id", "user")])
+        cold = extra.filter(is_cold).select("user_id")
     histories = UserHistories.from_sequences(sequences, model.config.max_len, "interactions.parquet")
     # What a user has is the whole sequence, not only the model's window of its last max_len items.
     lists = recommend(model, histories, k, batch_size, exclude_history, backend, seen=sequences["items"])
+    lists = lists.with_columns(ranked_by=pl.lit("model"))
+    if cold_users == "popularity" and cold.height:
+        lists = pl.concat([lists, cold.join(_most_popular(interactions, k), how="cross")])
     return (
         lists.join(names, on="user_id", how="left")
         .join(items.select("item_id", pl.col("source_id").alias("item")), on="item_id", how="left")
         .sort("user_id", "rank")
-        .select(pl.when(pl.col("user_id") < first).then("user_id").alias("user_id"), "user", "rank", "item_id", "item", "score")
+        .select(
+            pl.when(pl.col("user_id") < first).then("user_id").alias("user_id"),
+            "user", "rank", "item_id", "item", "score", "ranked_by",
+        )
+    )
+
+
+def _most_popular(interactions: pl.DataFrame, k: int) -> pl.DataFrame:
+    """rank, item_id, score (the item's number of interactions), ranked_by: the k most frequent items."""
+    return (
+        interactions.group_by("item_id")
+        .len()
+        .sort(["len", "item_id"], descending=[True, False])
+        .head(k)
+        .select(
+            pl.int_range(1, pl.len() + 1, dtype=pl.Int32).alias("rank"),
+            pl.col("item_id").cast(pl.Int32),
+            pl.col("len").cast(pl.Float32).alias("score"),
+            pl.lit("popularity").alias("ranked_by"),
+        )
     )
 
 
 def _check_left_out(left_out: pl.DataFrame, n_items: int) -> None:
     check_columns(left_out, ("user", "items"), "left_out_users.parquet")
     bad = left_out.with_row_index("row").filter(
-        (pl.col("items").list.len().fill_null(0) == 0)
-        | (pl.col("items").list.min() < 1)
-        | (pl.col("items").list.max() > n_items)
+        pl.col("items").is_null() | (pl.col("items").list.min() < 1) | (pl.col("items").list.max() > n_items)
     )
     if bad.height:
+        got = bad["items"][0]
         raise InputError(
-            f"left_out_users.parquet, row {bad['row'][0]} (user {bad['user'][0]}): expected 1 or more item ids in "
-            f"1..{n_items}, got {bad['items'][0].to_list()}"
+            f"left_out_users.parquet, row {bad['row'][0]} (user {bad['user'][0]}): expected a list of item ids in "
+            f"1..{n_items} (empty for a user with none), got {got.to_list() if got is not None else None}"
         )
