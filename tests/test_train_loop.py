@@ -17,7 +17,9 @@ from bbqrec.training import (
     build_model,
     count_items,
     fit,
+    load_refit_schedule,
     load_semantic_ids,
+    refit_schedule,
     replay_early_stopping,
     seed_everything,
 )
@@ -227,3 +229,80 @@ def test_a_checkpoint_of_another_run_is_not_resumed(beauty_slice, tmp_path):
         results.append(fit(build_model("sasrec", config, n_items), train, valid, config, 0, checkpoint).log)
     assert results[1]["loss"][0] != results[0]["loss"][0]  # lr 0.002 trained afresh, not resumed from lr 0.001
     assert results[2]["loss"].to_list() == results[1]["loss"].to_list()  # resumed: nothing left to train
+
+
+# lr .05 on 250 users: the validation stalls, the rate halves, and a later epoch is the best (epoch 6 here)
+REFIT = {**SMALL, "lr": 0.05, "lr_decay_factor": 0.5, "lr_decay_patience": 1, "max_epochs": 8, "patience": 8}
+
+
+def test_a_refit_on_the_same_sequences_replays_the_stopped_run_to_its_best_weights(beauty_slice):
+    """A refit trains the stopped run's epochs at its rates: on the same data and seed, the same weights."""
+    train, valid, n_items = beauty_slice
+    config = TrainConfig.from_dict(REFIT)
+    seed_everything(0)
+    stopped_model = build_model("sasrec", config, n_items)
+    stopped = fit(stopped_model, train, valid, config, seed=0)
+    schedule = refit_schedule(stopped.log, stopped.best_epoch)
+    assert schedule == stopped.log["lr"][: stopped.best_epoch].to_list()
+    assert stopped.best_epoch < stopped.log.height and min(schedule) < config.lr  # a decay happened before the best
+    seed_everything(0)
+    refit_model = build_model("sasrec", config, n_items)
+    refit = fit(refit_model, train, None, config, seed=0, learning_rates=schedule)
+    assert refit.best_epoch == stopped.best_epoch and refit.best_metric != refit.best_metric  # NaN: no validation
+    assert refit.log["lr"].to_list() == schedule and "valid_ndcg_10" not in refit.log.columns
+    assert refit.log["loss"].to_list() == stopped.log["loss"][: stopped.best_epoch].to_list()
+    for (name, a), (_, b) in zip(stopped_model.state_dict().items(), refit_model.state_dict().items()):
+        assert torch.equal(a, b), name
+
+
+def test_a_killed_refit_resumes_to_the_same_weights(beauty_slice, tmp_path):
+    train, _, n_items = beauty_slice
+    config = TrainConfig.from_dict(REFIT)
+    schedule = [0.05, 0.05, 0.025]
+
+    def run(checkpoint, on_epoch=None):
+        seed_everything(1)
+        model = build_model("sasrec", config, n_items)
+        return model, fit(model, train, None, config, 1, checkpoint, on_epoch, learning_rates=schedule)
+
+    straight_model, straight = run(tmp_path / "straight.pt")
+
+    def kill(row):
+        if row["epoch"] == 2:
+            raise Killed
+
+    with pytest.raises(Killed):
+        run(tmp_path / "resumed.pt", kill)
+    resumed_model, resumed = run(tmp_path / "resumed.pt")
+    timing = ["seconds", "valid_seconds"]
+    assert straight.log.drop(timing).equals(resumed.log.drop(timing)) and resumed.log["lr"].to_list() == schedule
+    for (name, a), (_, b) in zip(straight_model.state_dict().items(), resumed_model.state_dict().items()):
+        assert torch.equal(a, b), name
+    # another schedule is another run: the finished 3-epoch checkpoint is not resumed by a 2-epoch refit
+    seed_everything(1)
+    other = fit(build_model("sasrec", config, n_items), train, None, config, 1, tmp_path / "resumed.pt",
+                learning_rates=schedule[:2])
+    assert other.log["epoch"].to_list() == [1, 2] and other.log["loss"].to_list() == straight.log["loss"][:2].to_list()
+
+
+def test_refit_schedules_name_the_file_and_what_is_missing(beauty_slice, tmp_path):
+    train, valid, n_items = beauty_slice
+    log = pl.DataFrame({"epoch": [1, 2, 3], "loss": [9.0, 8.0, 7.0], "lr": [0.1, 0.1, 0.05]})
+    assert refit_schedule(log, 3) == [0.1, 0.1, 0.05] and refit_schedule(log, 2) == [0.1, 0.1]
+    with pytest.raises(InputError, match=r"run/log.parquet: expected one row for each epoch 1..4"):
+        refit_schedule(log, 4, "run/log.parquet")
+    with pytest.raises(InputError, match=r"log.parquet: expected one row for each epoch 1..2"):
+        refit_schedule(log.filter(pl.col("epoch") != 1), 2)
+    with pytest.raises(InputError, match=r"log.parquet: expected columns epoch and lr"):
+        refit_schedule(log.drop("lr"), 2)
+    config = TrainConfig.from_dict({**SMALL, "max_epochs": 1})
+    with pytest.raises(ValueError, match="either a validation set .* or learning_rates"):
+        fit(build_model("sasrec", config, n_items), train, valid, config, 0, learning_rates=[0.1])
+    with pytest.raises(ValueError, match="either a validation set .* or learning_rates"):
+        fit(build_model("sasrec", config, n_items), train, None, config, 0)
+    # a saved run: its variant is checked, its best epoch read from model.pt
+    torch.save({"variant": "sasrec", "best_epoch": 2}, tmp_path / "model.pt")
+    log.write_parquet(tmp_path / "log.parquet")
+    assert load_refit_schedule(tmp_path, "sasrec") == [0.1, 0.1]
+    with pytest.raises(InputError, match=r"model.pt: holds variant 'sasrec', expected 'bbqrec'"):
+        load_refit_schedule(tmp_path, "bbqrec")

@@ -109,6 +109,47 @@ def test_train_then_evaluate_write_the_artifacts(repo_root, data_slice, tmp_path
         )
 
 
+def test_a_refit_trains_on_every_interaction_for_the_stopped_runs_epochs(repo_root, data_slice, tmp_path):
+    from bbqrec.data.split import user_sequences
+    from bbqrec.training import TrainConfig, TrainingSequences, build_model, fit, seed_everything
+
+    train_dir, refit_dir = tmp_path / "train", tmp_path / "refit"
+    common = ["--dataset", "beauty", "--variant", "sasrec", "--seed", "1", "--data", str(data_slice)]
+    options = {**json.loads(CONFIG), "max_epochs": 3, "lr": 0.01}
+    config_json = json.dumps(options)
+    _script(repo_root, "train").main([*common, "--config-json", config_json, "--out", str(train_dir)])
+    stopped = torch.load(train_dir / "model.pt", weights_only=True)
+    stopped_log = pl.read_parquet(train_dir / "log.parquet")
+    _script(repo_root, "train").main(
+        [*common, "--refit-from", str(train_dir), "--config-json", config_json, "--out", str(refit_dir)]
+    )
+    assert sorted(p.name for p in refit_dir.iterdir()) == ["log.parquet", "model.pt"]
+    saved = torch.load(refit_dir / "model.pt", weights_only=True)
+    log = pl.read_parquet(refit_dir / "log.parquet")
+    assert saved["variant"] == "sasrec" and saved["best_epoch"] == stopped["best_epoch"] == log.height
+    assert log["lr"].to_list() == stopped_log["lr"][: stopped["best_epoch"]].to_list()
+    assert saved["provenance"]["config"]["refit_of"] == {"run": str(train_dir), "epochs": stopped["best_epoch"]}
+    # the training rows are every user's whole sequence (interactions.parquet), not train.parquet's
+    config = TrainConfig.from_dict(options)
+    whole = TrainingSequences.from_frame(user_sequences(pl.read_parquet(data_slice / "interactions.parquet")), 50)
+    seed_everything(1)
+    expected = build_model("sasrec", config, pl.read_parquet(data_slice / "items.parquet").height)
+    fit(expected, whole, None, config, 1, learning_rates=log["lr"].to_list())
+    for name, weight in expected.state_dict().items():
+        assert torch.equal(saved["state_dict"][name], weight), name
+    assert not torch.equal(saved["state_dict"]["item_embedding.weight"], stopped["state_dict"]["item_embedding.weight"])
+    # and it serves: the recommend stage reads it like any model.pt
+    lists_path = tmp_path / "next_items.parquet"
+    _script(repo_root, "recommend").main(
+        [*common, "--model", str(refit_dir / "model.pt"), "--k", "7", "--out", str(lists_path)]
+    )
+    assert pl.read_parquet(lists_path).height == 300 * 7
+    with pytest.raises(InputError, match=r"train/model.pt: holds variant 'sasrec', expected 'bbqrec'"):
+        _script(repo_root, "train").main(
+            [*common[:3], "bbqrec", *common[4:], "--refit-from", str(train_dir), "--out", str(tmp_path / "other")]
+        )
+
+
 def test_behavior_embeddings_cover_every_item_and_use_the_training_part_only(repo_root, data_slice, tmp_path):
     training_only = tmp_path / "data"  # no valid/test files: they must not be needed
     training_only.mkdir()

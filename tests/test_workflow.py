@@ -84,6 +84,12 @@ def test_recommend_lists_come_from_configured_runs_and_name_the_key_otherwise():
     assert job_counts(planned.stdout)["recommend"] == 2
     assert set(re.findall(r"recommend/([\w-]+/seed\d+)/next_items", planned.stdout)) == {"sasrec/seed2", "bbqrec/seed2"}
     assert "--k 5" in planned.stdout and "--cold-users skip" in planned.stdout
+    assert "refit" not in job_counts(planned.stdout)  # the evaluated models list by default
+    refit = dry_run("--config", *one_run, "recommend={variants: [bbqrec], model: refit}")
+    assert refit.returncode == 0, refit.stdout + refit.stderr
+    assert job_counts(refit.stdout)["refit"] == 1 and job_counts(refit.stdout)["recommend"] == 1
+    assert "--model results/scientific-mm/refit/bbqrec/seed2/model.pt" in refit.stdout
+    assert "--refit-from results/scientific-mm/train/bbqrec/seed2 " in refit.stdout
     not_trained = snakemake("-n", "--cores", "1", "--config", *one_run, "recommend={variants: [sasrec-mm]}")
     assert not_trained.returncode != 0
     assert "config key recommend.variants: 'sasrec-mm' has no training run" in not_trained.stdout + not_trained.stderr

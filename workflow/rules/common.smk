@@ -417,6 +417,26 @@ def get_train_inputs(wildcards):
     return inputs
 
 
+def get_refit_inputs(wildcards):
+    """A train run's inputs with every interaction in place of the training split, and the early-stopped run
+    whose best epoch count and learning rates the refit replays."""
+    inputs = {name: path for name, path in get_train_inputs(wildcards).items() if name not in ("train", "valid")}
+    stopped = f"results/{wildcards.dataset}/train/{wildcards.variant}/seed{wildcards.seed}"
+    return {
+        **inputs,
+        "interactions": f"results/{wildcards.dataset}/data/interactions.parquet",
+        "stopped_model": f"{stopped}/model.pt",
+        "stopped_log": f"{stopped}/log.parquet",
+    }
+
+
+def get_recommend_model(wildcards):
+    """The model that lists the next items: the evaluated run, or its refit on every interaction (config
+    recommend.model)."""
+    stage = "refit" if config["recommend"]["model"] == "refit" else "train"
+    return f"results/{wildcards.dataset}/{stage}/{wildcards.variant}/seed{wildcards.seed}/model.pt"
+
+
 def get_train_input_args(wildcards, input):
     """The optional --sids / --text / --image arguments of train.py, and a one-stage model's tokenizer and
     its inputs (--quantize-dir, --embeddings-dir, --behavior)."""

@@ -38,6 +38,39 @@ rule train:
         " > {log} 2>&1"
 
 
+# The model to serve: the same run trained afresh on every interaction (the validation and test items included)
+# for the early-stopped run's best epoch count at its learning rates (train.py --refit-from). A rule of its own,
+# not `use rule train`, which cannot change the shell command (and changing train's would rerun every run).
+rule refit:
+    input:
+        unpack(get_refit_inputs),
+    output:
+        model="results/{dataset}/refit/{variant}/seed{seed}/model.pt",
+        log_table="results/{dataset}/refit/{variant}/seed{seed}/log.parquet",
+    log:
+        "logs/refit/{dataset}.{variant}.seed{seed}.log",
+    conda:
+        "../../envs/model.yaml"
+    threads: get_train_threads
+    resources:
+        mem_mb=get_train_mem_mb,
+        runtime=240,
+        gpu=get_train_gpu_request,
+        nodes=1,
+    params:
+        script=get_train_script,
+        inputs=get_train_input_args,
+        options=get_train_options_json,
+        recorded_options=get_train_options_record,  # a change reruns the job
+    shell:
+        "{params.script} --dataset {wildcards.dataset} --variant {wildcards.variant}"
+        " --seed {wildcards.seed} --data results/{wildcards.dataset}/data {params.inputs}"
+        " --refit-from results/{wildcards.dataset}/train/{wildcards.variant}/seed{wildcards.seed}"
+        " --config-json {params.options:q}"
+        " --out results/{wildcards.dataset}/refit/{wildcards.variant}/seed{wildcards.seed}"
+        " > {log} 2>&1"
+
+
 rule evaluate:
     input:
         model="results/{dataset}/train/{variant}/seed{seed}/model.pt",
@@ -68,7 +101,7 @@ rule evaluate:
 
 rule recommend:
     input:
-        model="results/{dataset}/train/{variant}/seed{seed}/model.pt",
+        model=get_recommend_model,
         interactions="results/{dataset}/data/interactions.parquet",
         users="results/{dataset}/data/users.parquet",
         item_table="results/{dataset}/data/items.parquet",

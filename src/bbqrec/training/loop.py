@@ -89,10 +89,14 @@ def resolve_device(device: str) -> torch.device:
 
 def load_trained_model(path: str | Path, variant: str, device: str = "cpu") -> SASRec:
     """The model a train run wrote to `path` (model.pt), on `device`; an InputError if it holds another variant."""
+    return SASRec.from_checkpoint(_load_saved_run(path, variant)).to(resolve_device(device))
+
+
+def _load_saved_run(path: str | Path, variant: str) -> dict[str, Any]:
     saved = torch.load(path, map_location="cpu", weights_only=True)
     if saved.get("variant") != variant:
         raise InputError(f"{path}: holds variant {saved.get('variant')!r}, expected {variant!r}")
-    return SASRec.from_checkpoint(saved).to(resolve_device(device))
+    return saved
 
 
 # --- item-side inputs (frozen, read from the upstream stages' files) ---
@@ -247,6 +251,24 @@ class FitResult:
     best_metric: float  # validation NDCG@10 of the best epoch
 
 
+def refit_schedule(log: pl.DataFrame, best_epoch: int, source: str = "log.parquet") -> list[float]:
+    """The learning rate of each epoch up to `best_epoch` of a finished run's log (epoch, lr): what a refit on
+    all the data replays, so that it trains as long, at the same rates, as the run that validation stopped."""
+    check = log.filter(pl.col("epoch") <= best_epoch).sort("epoch") if "epoch" in log.columns else None
+    if check is None or "lr" not in log.columns:
+        raise InputError(f"{source}: expected columns epoch and lr (a train run's log)")
+    if best_epoch < 1 or check["epoch"].to_list() != list(range(1, best_epoch + 1)):
+        raise InputError(f"{source}: expected one row for each epoch 1..{best_epoch} (the run's best epoch)")
+    return check["lr"].to_list()
+
+
+def load_refit_schedule(run_dir: str | Path, variant: str) -> list[float]:
+    """`refit_schedule` of a finished train run's folder (model.pt: variant, best_epoch; log.parquet)."""
+    run_dir = Path(run_dir)
+    saved = _load_saved_run(run_dir / "model.pt", variant)
+    return refit_schedule(pl.read_parquet(run_dir / "log.parquet"), int(saved["best_epoch"]), str(run_dir / "log.parquet"))
+
+
 def replay_early_stopping(curve: list[float], patience: int) -> tuple[int, int]:
     """(epochs run, best epoch), 1-based, had `fit` stopped after `patience` epochs without a new best.
 
@@ -311,11 +333,12 @@ def train_epoch(
 def fit(
     model: SASRec,
     train: TrainingSequences,
-    valid: EvalSet,
+    valid: EvalSet | None,
     config: TrainConfig,
     seed: int,
     checkpoint_path: str | Path | None = None,
     on_epoch: Callable[[dict[str, Any]], None] | None = None,
+    learning_rates: Sequence[float] | None = None,
 ) -> FitResult:
     """Train until validation NDCG@10 has not improved for `patience` epochs (or `max_epochs`).
 
@@ -323,10 +346,17 @@ def fit(
     run (same config, seed and model) is resumed, and a new one is written after each epoch, before
     `on_epoch(log_row)` is called. A checkpoint of another run is ignored and overwritten.
 
+    A refit (`valid` None, `learning_rates` given; see `refit_schedule`): exactly len(learning_rates) epochs,
+    epoch e at learning_rates[e - 1], no validation; the model ends with the last epoch's weights
+    (best_epoch = that count, best_metric NaN).
+
     With `config.processes` > 1, every process started by torchrun calls fit inside
     bbqrec.distributed.process_group: they train one model together (see `train_epoch`), share the
     validation, stop together and end with the same weights; rank 0 writes the checkpoint.
     """
+    refit = learning_rates is not None
+    if refit == (valid is not None):
+        raise ValueError("fit: give either a validation set (early stopping) or learning_rates (a refit), not both")
     world = distributed.world_size()
     if config.processes != world:
         raise InputError(
@@ -351,6 +381,8 @@ def fit(
     if not config.lr_decay_patience:  # a constant rate: the run of a checkpoint written before the decay options
         for key in ("lr_decay_patience", "lr_decay_factor"):
             del run["config"][key]
+    if refit:
+        run["learning_rates"] = [float(lr) for lr in learning_rates]
     saved = None
     if checkpoint_path is not None and Path(checkpoint_path).exists():
         saved = torch.load(checkpoint_path, map_location="cpu", weights_only=True)
@@ -364,18 +396,28 @@ def fit(
         best_weights = saved["best_weights"]
         state = saved["state"]
     loss_fn = distributed.data_parallel_loss(model)
-    while state["epoch"] < config.max_epochs and state["bad_epochs"] < config.patience:
+    if refit:
+        state["best_metric"] = float("nan")
+    epochs = len(learning_rates) if refit else config.max_epochs
+    while state["epoch"] < epochs and state["bad_epochs"] < config.patience:
+        if refit:
+            for group in optimizer.param_groups:
+                group["lr"] = learning_rates[state["epoch"]]
         started = time.perf_counter()
         loss = train_epoch(model, train, optimizer, generator, config.batch_size, loss_fn)
         trained = time.perf_counter()
-        # every rank gets the same metrics, hence takes the same best-epoch and stopping decisions
-        metrics = _validate(model, valid, config)
         state["epoch"] += 1
-        if metrics[SELECTION_METRIC] > state["best_metric"]:
-            state.update(best_metric=metrics[SELECTION_METRIC], best_epoch=state["epoch"], bad_epochs=0)
-            best_weights = copy.deepcopy(model.state_dict())
+        if refit:  # no validation: the last epoch is the result (the state dict is live, not a copy)
+            metrics = {}
+            state["best_epoch"], best_weights = state["epoch"], model.state_dict()
         else:
-            state["bad_epochs"] += 1
+            # every rank gets the same metrics, hence takes the same best-epoch and stopping decisions
+            metrics = _validate(model, valid, config)
+            if metrics[SELECTION_METRIC] > state["best_metric"]:
+                state.update(best_metric=metrics[SELECTION_METRIC], best_epoch=state["epoch"], bad_epochs=0)
+                best_weights = copy.deepcopy(model.state_dict())
+            else:
+                state["bad_epochs"] += 1
         lr = optimizer.param_groups[0]["lr"]  # this epoch's; a decay below applies from the next
         if config.lr_decay_patience and state["bad_epochs"] and state["bad_epochs"] % config.lr_decay_patience == 0:
             for group in optimizer.param_groups:  # saved with the optimizer: a resumed run keeps it
