@@ -420,8 +420,14 @@ def get_train_inputs(wildcards):
 def get_refit_inputs(wildcards):
     """A train run's inputs with every interaction in place of the training split, and the early-stopped run
     whose best epoch count and learning rates the refit replays."""
-    inputs = {name: path for name, path in get_train_inputs(wildcards).items() if name not in ("train", "valid")}
-    stopped = f"results/{wildcards.dataset}/train/{wildcards.variant}/seed{wildcards.seed}"
+    inputs = {
+        name: path
+        for name, path in get_train_inputs(wildcards).items()
+        if name not in ("train", "valid")
+    }
+    stopped = (
+        f"results/{wildcards.dataset}/train/{wildcards.variant}/seed{wildcards.seed}"
+    )
     return {
         **inputs,
         "interactions": f"results/{wildcards.dataset}/data/interactions.parquet",
