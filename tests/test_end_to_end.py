@@ -173,33 +173,37 @@ def test_dataset_file_edits_rerun_only_the_stages_they_configure(basic_config_ru
     assert {"prepare_data", "left_out_users", "train", "evaluate", "recommend"} <= planned["preparation"]
 
 
-def test_a_refit_model_lists_the_next_items_and_reruns_nothing_else(basic_config_run, tmp_path):
-    """recommend.model: refit, on a copy of the finished run (the same data_root, so the same config otherwise)."""
-    import shutil
-
+def test_a_refit_model_is_planned_alone_and_trains_the_stopped_runs_epochs(basic_config_run, tmp_path):
+    """recommend.model: refit plans only refit and recommend; the refit itself runs here, its lists go to tmp_path
+    (the run's own lists stay the evaluated model's, for the other tests)."""
     import torch
 
-    workdir = tmp_path / "workdir"
-    top_data = lambda folder, names: ["data"] if Path(folder) == basic_config_run else []  # noqa: E731
-    shutil.copytree(basic_config_run, workdir, ignore=top_data)  # workflow, results, .snakemake; not the sources
-    refit = ("--configfile", BASIC_CONFIG, "--config", f"data_root={basic_config_run / 'data'}",
-             "recommend={model: refit}")
-    planned = snakemake("-n", "--cores", "1", "--quiet", "rules", *refit, cwd=workdir)
+    # one --config for both keys: a second --config would replace the first
+    refit = ("--configfile", BASIC_CONFIG, "--config", f"data_root={basic_config_run / 'data'}", "recommend={model: refit}")
+    planned = snakemake("-n", "--cores", "1", "--quiet", "rules", *refit, cwd=basic_config_run)
     assert planned.returncode == 0, planned.stdout + planned.stderr
     assert planned_rules(planned) == {"refit", "recommend", "all"}
-    result = snakemake("--cores", "2", *refit, cwd=workdir, timeout=900)
+    target = "results/gift-cards/refit/bbqrec/seed0/model.pt"
+    result = snakemake("--cores", "2", target, *refit, cwd=basic_config_run, timeout=900)
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
-    stopped = workdir / "results" / "gift-cards" / "train" / "bbqrec" / "seed0"
-    refit_dir = workdir / "results" / "gift-cards" / "refit" / "bbqrec" / "seed0"
+    results = basic_config_run / "results" / "gift-cards"
+    stopped, refit_dir = results / "train" / "bbqrec" / "seed0", results / "refit" / "bbqrec" / "seed0"
     best_epoch = torch.load(stopped / "model.pt", weights_only=True)["best_epoch"]
     log = pl.read_parquet(refit_dir / "log.parquet")
     assert log["epoch"].to_list() == list(range(1, best_epoch + 1))
     assert log["lr"].to_list() == pl.read_parquet(stopped / "log.parquet")["lr"][:best_epoch].to_list()
-    lists_path = Path("results") / "gift-cards" / "recommend" / "bbqrec" / "seed0" / "next_items.parquet"
-    lists, evaluated = pl.read_parquet(workdir / lists_path), pl.read_parquet(basic_config_run / lists_path)
-    assert lists.height == evaluated.height == 458 * 20 and not lists.equals(evaluated)
-    had = pl.read_parquet(workdir / "results" / "gift-cards" / "data" / "interactions.parquet")
-    assert lists.join(had.select("user_id", "item_id"), on=["user_id", "item_id"]).height == 0
+    lists_path = tmp_path / "next_items.parquet"
+    subprocess.run(
+        [sys.executable, str(REPO / "workflow" / "scripts" / "recommend.py"), "--dataset", "gift-cards", "--variant",
+         "bbqrec", "--seed", "0", "--model", str(refit_dir / "model.pt"), "--data", str(results / "data"),
+         "--out", str(lists_path)],
+        check=True, capture_output=True, text=True,
+    )
+    lists = pl.read_parquet(lists_path)
+    evaluated = pl.read_parquet(results / "recommend" / "bbqrec" / "seed0" / "next_items.parquet")
+    assert lists.height == evaluated.height == 458 * 20 and not lists["item_id"].equals(evaluated["item_id"])
+    had = pl.read_parquet(results / "data" / "interactions.parquet").select("user_id", "item_id")
+    assert lists.join(had, on=["user_id", "item_id"]).height == 0
 
 
 def test_report_is_one_html_file_with_every_view(basic_config_run):
