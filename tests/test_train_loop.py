@@ -296,9 +296,9 @@ def test_refit_schedules_name_the_file_and_what_is_missing(beauty_slice, tmp_pat
     with pytest.raises(InputError, match=r"log.parquet: expected columns epoch and lr"):
         refit_schedule(log.drop("lr"), 2)
     config = TrainConfig.from_dict({**SMALL, "max_epochs": 1})
-    with pytest.raises(ValueError, match="either a validation set .* or learning_rates"):
+    with pytest.raises(ValueError, match="exactly one of a validation set .* and learning_rates"):
         fit(build_model("sasrec", config, n_items), train, valid, config, 0, learning_rates=[0.1])
-    with pytest.raises(ValueError, match="either a validation set .* or learning_rates"):
+    with pytest.raises(ValueError, match="exactly one of a validation set .* and learning_rates"):
         fit(build_model("sasrec", config, n_items), train, None, config, 0)
     # a saved run: its variant is checked, its best epoch read from model.pt
     torch.save({"variant": "sasrec", "best_epoch": 2}, tmp_path / "model.pt")

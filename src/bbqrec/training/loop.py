@@ -356,7 +356,7 @@ def fit(
     """
     refit = learning_rates is not None
     if refit == (valid is not None):
-        raise ValueError("fit: give either a validation set (early stopping) or learning_rates (a refit), not both")
+        raise ValueError("fit: give exactly one of a validation set (early stopping) and learning_rates (a refit)")
     world = distributed.world_size()
     if config.processes != world:
         raise InputError(
