@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -114,6 +115,21 @@ def test_rerun_with_unchanged_inputs_does_nothing(basic_config_run):
     result = snakemake_in(basic_config_run, "-n", "--cores", "1")
     assert result.returncode == 0, result.stdout + result.stderr
     assert "Nothing to be done" in result.stdout + result.stderr
+
+
+def test_a_copied_project_folder_reruns_nothing(basic_config_run, tmp_path):
+    """A finished project (workflow, config, results, .snakemake) copied elsewhere with its mtimes plans no job:
+    no rule's params hold the folder's absolute path (the stage scripts' paths are in the unformatted shell text,
+    which is what snakemake records). The data stays where data_root says."""
+    copy = tmp_path / "copied-project"
+    shutil.copytree(
+        basic_config_run, copy, symlinks=True, ignore=lambda folder, _: ["data"] if Path(folder) == basic_config_run else []
+    )
+    result = snakemake(
+        "-n", "--cores", "1", "--configfile", BASIC_CONFIG, "--config", f"data_root={basic_config_run / 'data'}", cwd=copy
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "Nothing to be done" in result.stdout + result.stderr, result.stdout[-3000:]
 
 
 def test_restaged_data_with_new_mtimes_reruns_nothing(basic_config_run):

@@ -101,9 +101,14 @@ wildcard_constraints:
 
 
 def script(name, launcher="python"):
-    """`python <stage script>` with the project package importable without an install (cluster nodes too)."""
+    """`python <stage script>` with the project package importable without an install (cluster nodes too).
+
+    The paths are relative to the workdir (snakemake runs every job there): params are rerun triggers, and
+    absolute paths would rerun every job of a project folder that was moved or copied.
+    """
     return (
-        f"PYTHONPATH={SRC_DIR}{os.pathsep}${{PYTHONPATH:-}} {launcher} {SCRIPTS / name}"
+        f"PYTHONPATH={os.path.relpath(SRC_DIR)}{os.pathsep}${{PYTHONPATH:-}}"
+        f" {launcher} {os.path.relpath(SCRIPTS / name)}"
     )
 
 
