@@ -369,8 +369,9 @@ def fit(
     generator = torch.Generator().manual_seed(distributed.rank_seed(seed))  # user order and sampled negatives
     if distributed.rank() > 0:  # dropout masks of its own (rank 0 keeps the single-process draws)
         torch.manual_seed(distributed.rank_seed(seed))
-    state = {"epoch": 0, "best_metric": -1.0, "best_epoch": 0, "bad_epochs": 0, "log": []}
-    best_weights = copy.deepcopy(model.state_dict())
+    # a refit has no metric, and its result is the live state dict of its last epoch (no copy kept)
+    state = {"epoch": 0, "best_metric": float("nan") if refit else -1.0, "best_epoch": 0, "bad_epochs": 0, "log": []}
+    best_weights = model.state_dict() if refit else copy.deepcopy(model.state_dict())
     run = {  # what makes a checkpoint this run's; resources and recommendation options do not
         "config": {k: v for k, v in asdict(config).items() if k not in NOT_TRAINING_OPTIONS},
         "seed": seed,
@@ -396,8 +397,6 @@ def fit(
         best_weights = saved["best_weights"]
         state = saved["state"]
     loss_fn = distributed.data_parallel_loss(model)
-    if refit:
-        state["best_metric"] = float("nan")
     epochs = len(learning_rates) if refit else config.max_epochs
     while state["epoch"] < epochs and state["bad_epochs"] < config.patience:
         if refit:
