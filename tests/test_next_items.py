@@ -1,5 +1,6 @@
-"""Next-item lists to serve (bbqrec.evaluation.next_items) on real Beauty users: the history they rank after, the
-items they leave out, the source ids they carry, and the errors on bad input."""
+"""Next-item lists to serve (bbqrec.evaluation.next_items) on real Beauty and Gift Cards users: the history they
+rank after (their prepared sequence, or a file of events), the items they leave out, the source ids they carry,
+and the errors on bad input."""
 
 from __future__ import annotations
 
@@ -11,7 +12,16 @@ import pytest
 import torch
 
 from bbqrec.data import left_out_histories, load_dataset_config
-from bbqrec.evaluation import UserHistories, latest_histories, next_item_lists, recommend
+from bbqrec.evaluation import (
+    UserHistories,
+    event_histories,
+    history_lists,
+    latest_histories,
+    next_item_lists,
+    prepared_histories,
+    read_events,
+    recommend,
+)
 from bbqrec.io import InputError
 from bbqrec.models import ModelConfig, SASRec
 from bbqrec.models.sasrec import pad_sequences
@@ -284,3 +294,132 @@ def test_a_variant_or_seed_without_a_run_is_an_error_naming_the_key():
     ):
         recommend_runs({"variants": ["sasrec"], "seed": 0}, RUNS)
 
+
+
+# --- lists after a file of events (workflow/scripts/recommend_events.py) ---
+
+
+@pytest.fixture(scope="module")
+def gift_cards_events(gift_cards_left_out, shared_data, repo_root, tmp_path_factory):
+    """The Gift Cards reviews as an events file (user, item, timestamp: the raw source's ids and review times, in
+    source order), as a user would export them, with the min_seq_len 10 preparation of gift_cards_left_out."""
+    from bbqrec.data.prepare import load_raw
+
+    config = load_dataset_config(repo_root / "config" / "datasets" / "gift-cards.yaml")
+    raw = load_raw(config, shared_data).interactions.select("user", "item", "timestamp")
+    path = tmp_path_factory.mktemp("events") / "events.csv"
+    raw.write_csv(path)
+    return path, raw
+
+
+def test_events_of_the_left_out_users_give_their_histories_and_lists(gift_cards_left_out, gift_cards_events):
+    out, users, items, left_out, _ = gift_cards_left_out
+    path, raw = gift_cards_events
+    events = read_events(path)
+    assert events.height == raw.height == 2972 and events["line"][:2].to_list() == [2, 3]  # line 1: the header
+    theirs = events.join(users.select(pl.col("source_id").alias("user")), on="user", how="anti")
+    # Shuffled rows: the timestamps, not the file order, make the history (equal times keep the file order).
+    shuffled = theirs.sample(fraction=1.0, shuffle=True, seed=0)
+    assert shuffled["timestamp"].to_list() != theirs["timestamp"].to_list()
+    histories = event_histories(theirs, items)
+    assert histories.equals(left_out)  # the left_out_users stage reads the source through its adapter
+    reordered = dict(event_histories(shuffled, items).iter_rows())
+    tied = set(theirs.filter(pl.len().over("user", "timestamp") > 1)["user"])  # there the file order decides
+    assert 0 < len(tied) < histories.height
+    assert all(reordered[user] == had for user, had in histories.iter_rows() if user not in tied)
+    # Without a timestamp column the file order is the order.
+    untimed = path.with_name("untimed.csv")
+    theirs.sort("timestamp", "line").select("user", "item").write_csv(untimed)
+    assert dict(event_histories(read_events(untimed, timestamp=None), items).iter_rows()) == dict(histories.iter_rows())
+    interactions = pl.read_parquet(out / "interactions.parquet")
+    model = _model(items.height, max_len=5)
+    lists = history_lists(model, histories, interactions, items, k=10)
+    expected = next_item_lists(model, interactions, users, items, k=10, left_out=left_out)
+    assert lists.equals(expected.filter(pl.col("user_id").is_null()).drop("user_id"))
+
+
+def test_known_users_continue_their_prepared_sequence(gift_cards_left_out):
+    out, users, items, _, _ = gift_cards_left_out
+    interactions = pl.read_parquet(out / "interactions.parquet")
+    # What the dataset knew a while ago (each user's last 2 items not yet there), and those 2 as new events.
+    last_two = pl.col("position") >= pl.col("position").max().over("user_id") - 1
+    before, since = interactions.filter(~last_two), interactions.filter(last_two)
+    names = users.select("user_id", pl.col("source_id").alias("user"))
+    events = (
+        since.join(names, on="user_id")
+        .join(items.select("item_id", pl.col("source_id").alias("item")), on="item_id")
+        .sort("position", descending=True)  # the file order must not matter: the timestamps decide
+        .select("user", "item", pl.col("position").cast(pl.Int64).alias("timestamp"))
+    )
+    continued = event_histories(events, items, known=prepared_histories(before, users))
+    whole = prepared_histories(interactions, users)
+    assert dict(continued.iter_rows()) == dict(whole.iter_rows())
+    assert dict(event_histories(events, items).iter_rows()) == {
+        user: had[-2:] for user, had in whole.iter_rows()
+    }  # without `known`: the events alone
+    model = _model(items.height, max_len=5)
+    lists = history_lists(model, continued, before, items, k=10)
+    expected = next_item_lists(model, interactions, users, items, k=10).drop("user_id")
+    by_user = {user: frame for (user,), frame in lists.group_by("user")}
+    for (user,), frame in expected.group_by("user"):
+        assert by_user[user].equals(frame)
+
+
+def test_events_outside_the_catalogue_are_skipped_and_a_user_with_none_gets_the_popular_items(
+    gift_cards_cold, gift_cards_events, repo_root, tmp_path
+):
+    out, users, items, left_out = gift_cards_cold
+    path, raw = gift_cards_events
+    # an untrained model saved as a train run would save it
+    model = _model(items.height, max_len=5)
+    model_path = tmp_path / "model.pt"
+    torch.save({**model.checkpoint(), "variant": "sasrec"}, model_path)
+    lists_path = tmp_path / "lists.parquet"
+    result = subprocess.run(
+        [sys.executable, str(repo_root / "workflow" / "scripts" / "recommend_events.py"), "--model", str(model_path),
+         "--variant", "sasrec", "--data", str(out), "--events", str(path), "--known-users", "replace", "--k", "10",
+         "--out", str(lists_path)],
+        capture_output=True, text=True,
+    )
+    assert result.returncode == 0, result.stderr
+    lists = pl.read_parquet(lists_path)
+    interactions = pl.read_parquet(out / "interactions.parquet")
+    expected = next_item_lists(model, interactions, users, items, k=10, left_out=left_out)
+    # The whole source replayed: every user, the prepared ones with their own sequence (the source's reviews in
+    # the catalogue), and the 16 users whose items k_core cut entirely with the popularity list.
+    assert lists["user"].n_unique() == 458 and lists.filter(pl.col("ranked_by") == "popularity")["user"].n_unique() == 16
+    assert lists.sort("user", "rank").equals(expected.drop("user_id").sort("user", "rank"))
+    assert "skipped" in result.stderr and f"{raw.height} events of 458 users (150 known to the dataset" in result.stderr
+
+
+def test_bad_events_name_the_file_line_and_column(gift_cards_left_out, gift_cards_events, repo_root, tmp_path):
+    out, _, items, _, _ = gift_cards_left_out
+    _, raw = gift_cards_events
+    model_path = tmp_path / "model.pt"
+    torch.save({**_model(items.height, max_len=5).checkpoint(), "variant": "sasrec"}, model_path)
+    head = raw.head(5).with_columns(pl.col("timestamp").cast(pl.String))
+
+    def run(events: pl.DataFrame, *extra: str, variant: str = "sasrec", out_name: str = "lists.parquet"):
+        path = tmp_path / "events.csv"
+        events.write_csv(path)
+        return subprocess.run(
+            [sys.executable, str(repo_root / "workflow" / "scripts" / "recommend_events.py"), "--model", str(model_path),
+             "--variant", variant, "--data", str(out), "--events", str(path), "--out", str(tmp_path / out_name), *extra],
+            capture_output=True, text=True,
+        )
+
+    renamed = head.rename({"user": "customer"})
+    result = run(renamed)
+    assert result.returncode == 1 and "events.csv: missing column(s) ['user']; the file has ['customer', 'item', 'timestamp']" in result.stderr
+    assert run(renamed, "--user-column", "customer").returncode == 0  # the columns are options
+    result = run(head.with_columns(pl.when(pl.int_range(pl.len()) == 2).then(None).otherwise("item").alias("item")))
+    assert result.returncode == 1 and "events.csv, line 4: empty 'item', expected the item's id" in result.stderr
+    result = run(head.with_columns(pl.when(pl.int_range(pl.len()) == 1).then(pl.lit("yesterday")).otherwise("timestamp").alias("timestamp")))
+    assert result.returncode == 1 and "events.csv, line 3: column 'timestamp' must be an integer, got 'yesterday'" in result.stderr
+    result = run(head.clear())
+    assert result.returncode == 1 and "events.csv: no events, expected at least one row" in result.stderr
+    result = run(head, variant="bbqrec")
+    assert result.returncode == 1 and "model.pt: holds variant 'sasrec', expected 'bbqrec'" in result.stderr
+    result = run(head, out_name="lists.csv")
+    assert result.returncode == 1 and "lists.csv: expected a .parquet file" in result.stderr
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["events.csv", "lists.parquet", "model.pt"]  # nothing else

@@ -8,6 +8,7 @@ line number through a row index, never by a Python loop over the rows.
 from __future__ import annotations
 
 import gzip
+import io
 import zlib
 from pathlib import Path
 
@@ -95,3 +96,42 @@ def split_int_lists(lines: pl.DataFrame, path: Path) -> pl.DataFrame:
         row = bad.row(0, named=True)
         raise InputError(f"{path}, line {row[LINE]}: expected space-separated integers, got {row['values']!r}")
     return tokens.with_columns(pl.col("values").list.eval(pl.element().cast(pl.Int64)))
+
+
+def read_columns(path: Path, columns: list[str], separator: str = ",") -> pl.DataFrame:
+    """`columns` of a CSV (all as strings) or Parquet file, plus the source `line` (CSV: header = line 1)."""
+    if path.suffix == ".parquet":
+        if not path.is_file():
+            raise InputError(f"{path}: file not found")
+        try:
+            frame = pl.read_parquet(path)
+        except (pl.exceptions.PolarsError, OSError) as err:
+            raise InputError(f"{path}: not a readable Parquet file ({err})") from err
+        first_line = 1
+    else:
+        try:
+            frame = pl.read_csv(io.StringIO(read_text(path)), separator=separator, infer_schema=False)
+        except pl.exceptions.PolarsError as err:
+            raise InputError(f"{path}: malformed CSV ({err})") from err
+        first_line = 2
+    missing = [c for c in columns if c not in frame.columns]
+    if missing:
+        raise InputError(f"{path}: missing column(s) {missing}; the file has {frame.columns}")
+    return frame.select(columns).with_row_index(LINE, offset=first_line)
+
+
+def int_timestamps(frame: pl.DataFrame, column: str, path: Path) -> pl.DataFrame:
+    """`column` as Int64: integers as they are, datetimes as epoch seconds; nulls are an error."""
+    dtype = frame.schema[column]
+    if dtype == pl.String:
+        frame = cast_int(frame, column, path)
+    elif isinstance(dtype, pl.Datetime):
+        frame = frame.with_columns(pl.col(column).dt.epoch("s"))
+    elif dtype.is_integer():
+        frame = frame.with_columns(pl.col(column).cast(pl.Int64))
+    else:
+        raise InputError(f"{path}: column {column!r} must hold integer or datetime timestamps, not {dtype}")
+    empty = frame.filter(pl.col(column).is_null())
+    if empty.height:
+        raise InputError(f"{path}, line {empty[LINE][0]}: empty timestamp in column {column!r}")
+    return frame

@@ -2,18 +2,29 @@
 next-item lists to serve from a trained model."""
 
 from bbqrec.evaluation.metrics import DEFAULT_KS, mean_metrics, ndcg_at_k, per_user_metrics, recall_at_k, user_metrics_frame
-from bbqrec.evaluation.next_items import latest_histories, next_item_lists
+from bbqrec.evaluation.next_items import (
+    event_histories,
+    history_lists,
+    latest_histories,
+    next_item_lists,
+    prepared_histories,
+    read_events,
+)
 from bbqrec.evaluation.ranking import EvalSet, UserHistories, recommend, target_ranks
 
 __all__ = [
     "DEFAULT_KS",
     "EvalSet",
     "UserHistories",
+    "event_histories",
+    "history_lists",
     "latest_histories",
     "mean_metrics",
     "ndcg_at_k",
     "next_item_lists",
     "per_user_metrics",
+    "prepared_histories",
+    "read_events",
     "recall_at_k",
     "recommend",
     "target_ranks",

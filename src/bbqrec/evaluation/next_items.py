@@ -3,12 +3,18 @@
 The evaluation ranks all items for a held-out target; a list to serve ranks them after the whole sequence, the
 test target included. The model is the one the evaluation measured (trained on the training split, stopped on
 validation), so the lists come from the same weights as the reported metrics.
+
+`read_events` / `event_histories` / `history_lists` do the same for a file of events that the workflow has not
+seen (new users, or what known users did since the data was prepared): workflow/scripts/recommend_events.py.
 """
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import polars as pl
 
+from bbqrec.data.readers import LINE, int_timestamps, read_columns
 from bbqrec.data.split import user_sequences
 from bbqrec.evaluation.ranking import UserHistories, check_columns, recommend
 from bbqrec.io import InputError
@@ -49,6 +55,109 @@ def next_item_lists(
     the k items with the most interactions in `interactions` (ties: lower item_id first; `score` = that count,
     `ranked_by` = "popularity"), with "skip" no rows. Every other row has `ranked_by` = "model".
     """
+    sequences = _sequences(interactions, "interactions.parquet")
+    names = users.select(pl.col("user_id").cast(pl.Int32), pl.col("source_id").alias("user"))
+    return _ranked_lists(
+        model, sequences, names, left_out, "left_out_users.parquet", interactions, items, k, exclude_history,
+        batch_size, backend, cold_users,
+    )
+
+
+def history_lists(
+    model: SASRec,
+    histories: pl.DataFrame,
+    interactions: pl.DataFrame,
+    items: pl.DataFrame,
+    k: int = 20,
+    exclude_history: bool = True,
+    batch_size: int = 256,
+    backend: str = "matmul",
+    cold_users: str = "popularity",
+    source: str = "histories",
+) -> pl.DataFrame:
+    """`next_item_lists` for the given histories instead of the dataset's users: user, rank, item_id, item, score,
+    ranked_by, the users in the order of `histories` (user, items: list<i32> item_ids in time order, e.g. from
+    `event_histories`). A user with an empty list gets the popularity list of `interactions` (or none, "skip")."""
+    sequences = pl.DataFrame(schema={"user_id": pl.Int32, "items": pl.List(pl.Int32)})
+    names = pl.DataFrame(schema={"user_id": pl.Int32, "user": pl.String})
+    lists = _ranked_lists(
+        model, sequences, names, histories, source, interactions, items, k, exclude_history, batch_size, backend,
+        cold_users,
+    )
+    return lists.drop("user_id")
+
+
+def prepared_histories(interactions: pl.DataFrame, users: pl.DataFrame) -> pl.DataFrame:
+    """user (source id), items: every prepared user's whole sequence (interactions.parquet, users.parquet)."""
+    return (
+        _sequences(interactions, "interactions.parquet")
+        .join(users.select(pl.col("user_id").cast(pl.Int32), pl.col("source_id").alias("user")), on="user_id")
+        .select("user", pl.col("items").cast(pl.List(pl.Int32)))
+    )
+
+
+def read_events(
+    path: str | Path, user: str = "user", item: str = "item", timestamp: str | None = "timestamp", separator: str = ","
+) -> pl.DataFrame:
+    """A table of events (CSV or Parquet): columns `user` and `item` (source ids, as in users.parquet and
+    items.parquet) and, unless `timestamp` is None, an integer or datetime time. Returns line, user, item (str)
+    and timestamp (Int64, null without the column). An empty user or item is an error naming the line."""
+    path = Path(path)
+    frame = read_columns(path, [user, item] + ([timestamp] if timestamp else []), separator)
+    if timestamp:
+        frame = int_timestamps(frame, timestamp, path)
+    events = frame.select(
+        LINE,
+        pl.col(user).cast(pl.String).alias("user"),
+        pl.col(item).cast(pl.String).alias("item"),
+        (pl.col(timestamp) if timestamp else pl.lit(None, dtype=pl.Int64)).alias("timestamp"),
+    )
+    for column, name in (("user", user), ("item", item)):
+        empty = events.filter(pl.col(column).is_null() | (pl.col(column) == ""))
+        if empty.height:
+            raise InputError(f"{path}, line {empty[LINE][0]}: empty {name!r}, expected the {column}'s id")
+    return events
+
+
+def event_histories(events: pl.DataFrame, items: pl.DataFrame, known: pl.DataFrame | None = None) -> pl.DataFrame:
+    """user, items (list<i32> item_ids): each user's events (`read_events`) in time order, equal or missing
+    timestamps in row order, one row per user in order of first appearance. Items outside the catalogue
+    (items.parquet) are skipped, so a user with none of its items has an empty list. `known` (user, items;
+    `prepared_histories`): the histories these events continue, put before the events of the users that have one.
+    """
+    histories = (
+        events.with_row_index("order")
+        .join(items.select(pl.col("source_id").alias("item"), pl.col("item_id").cast(pl.Int32)), on="item", how="left")
+        .sort("timestamp", "order", nulls_last=True)
+        .group_by("user", maintain_order=True)
+        .agg(pl.col("item_id").drop_nulls().alias("items"), pl.col("order").min().alias("first"))
+        .sort("first")
+        .drop("first")
+    )
+    if known is None:
+        return histories
+    return histories.join(known.rename({"items": "before"}), on="user", how="left", maintain_order="left").select(
+        "user",
+        pl.when(pl.col("before").is_null()).then("items").otherwise(pl.col("before").list.concat("items")).alias("items"),
+    )
+
+
+def _ranked_lists(
+    model: SASRec,
+    sequences: pl.DataFrame,
+    names: pl.DataFrame,
+    extra: pl.DataFrame | None,
+    extra_source: str,
+    interactions: pl.DataFrame,
+    items: pl.DataFrame,
+    k: int,
+    exclude_history: bool,
+    batch_size: int,
+    backend: str,
+    cold_users: str,
+) -> pl.DataFrame:
+    """The lists of `next_item_lists`: the users of `sequences` (user_id, items; names: user_id -> user), then
+    those of `extra` (user, items; read from `extra_source`), whose user_id is null."""
     if cold_users not in COLD_USERS:
         raise InputError(f"config key recommend.cold_users: expected one of {list(COLD_USERS)}, got {cold_users!r}")
     n_items = model.config.n_items
@@ -56,16 +165,14 @@ def next_item_lists(
         raise InputError(f"items.parquet: {items.height} items, but the model was trained on {n_items}")
     if not 1 <= k <= n_items:
         raise InputError(f"config key recommend.k: expected 1..{n_items} (the number of items), got {k}")
-    sequences = _sequences(interactions, "interactions.parquet")
-    names = users.select(pl.col("user_id").cast(pl.Int32), pl.col("source_id").alias("user"))
-    # Left-out users get stand-in ids from here on, so that one ranking pass serves both; nulled below.
+    # Extra users get stand-in ids from here on, so that one ranking pass serves both; nulled below.
     first = int(sequences["user_id"].max() or 0) + 1
     cold = pl.DataFrame(schema={"user_id": pl.Int32})
-    if left_out is not None:
-        _check_left_out(left_out, n_items)
-        extra = left_out.select(pl.int_range(first, first + pl.len(), dtype=pl.Int32).alias("user_id"), "user", "items")
+    if extra is not None:
+        _check_extra(extra, n_items, extra_source)
+        extra = extra.select(pl.int_range(first, first + pl.len(), dtype=pl.Int32).alias("user_id"), "user", "items")
         is_cold = pl.col("items").list.len() == 0
-        sequences = pl.concat([sequences, extra.filter(~is_cold).select("user_id", "items")])
+        sequences = pl.concat([sequences, extra.filter(~is_cold).select("user_id", "items")], how="vertical_relaxed")
         names = pl.concat([names, extra.select("user_id", "user")])
         cold = extra.filter(is_cold).select("user_id")
     histories = UserHistories.from_sequences(sequences, model.config.max_len, "interactions.parquet")
@@ -101,14 +208,14 @@ def _most_popular(interactions: pl.DataFrame, k: int) -> pl.DataFrame:
     )
 
 
-def _check_left_out(left_out: pl.DataFrame, n_items: int) -> None:
-    check_columns(left_out, ("user", "items"), "left_out_users.parquet")
-    bad = left_out.with_row_index("row").filter(
+def _check_extra(extra: pl.DataFrame, n_items: int, source: str) -> None:
+    check_columns(extra, ("user", "items"), source)
+    bad = extra.with_row_index("row").filter(
         pl.col("items").is_null() | (pl.col("items").list.min() < 1) | (pl.col("items").list.max() > n_items)
     )
     if bad.height:
         got = bad["items"][0]
         raise InputError(
-            f"left_out_users.parquet, row {bad['row'][0]} (user {bad['user'][0]}): expected a list of item ids in "
+            f"{source}, row {bad['row'][0]} (user {bad['user'][0]}): expected a list of item ids in "
             f"1..{n_items} (empty for a user with none), got {got.to_list() if got is not None else None}"
         )

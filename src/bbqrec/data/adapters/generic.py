@@ -8,14 +8,13 @@ stored relative to data_root, like every other dataset's image paths.
 
 from __future__ import annotations
 
-import io
 from pathlib import Path
 from typing import Any
 
 import polars as pl
 
 from bbqrec.data.raw import TEXT_COLUMNS, RawDataset, first_appearance, item_frame, require_known, require_one_to_one
-from bbqrec.data.readers import LINE, cast_int, read_text
+from bbqrec.data.readers import LINE, int_timestamps, read_columns
 from bbqrec.io import InputError
 
 
@@ -24,9 +23,9 @@ def load(sources: list[Path], options: dict[str, Any]) -> RawDataset:
     inter_path = folder / options["interactions"]
     columns = options["columns"]
     wanted = [columns["user"], columns["item"]] + ([columns["timestamp"]] if columns["timestamp"] else [])
-    inter = _read(inter_path, wanted, options["separator"])
+    inter = read_columns(inter_path, wanted, options["separator"])
     if columns["timestamp"]:
-        inter = _timestamps(inter, columns["timestamp"], inter_path)
+        inter = int_timestamps(inter, columns["timestamp"], inter_path)
     interactions = inter.select(
         LINE,
         pl.col(columns["user"]).cast(pl.String).alias("user"),
@@ -50,51 +49,12 @@ def load(sources: list[Path], options: dict[str, Any]) -> RawDataset:
     )
 
 
-def _read(path: Path, columns: list[str], separator: str) -> pl.DataFrame:
-    """`columns` of a CSV (all as strings) or Parquet file, plus the source `line` (CSV: header = line 1)."""
-    if path.suffix == ".parquet":
-        if not path.is_file():
-            raise InputError(f"{path}: file not found")
-        try:
-            frame = pl.read_parquet(path)
-        except (pl.exceptions.PolarsError, OSError) as err:
-            raise InputError(f"{path}: not a readable Parquet file ({err})") from err
-        first_line = 1
-    else:
-        try:
-            frame = pl.read_csv(io.StringIO(read_text(path)), separator=separator, infer_schema=False)
-        except pl.exceptions.PolarsError as err:
-            raise InputError(f"{path}: malformed CSV ({err})") from err
-        first_line = 2
-    missing = [c for c in columns if c not in frame.columns]
-    if missing:
-        raise InputError(f"{path}: missing column(s) {missing}; the file has {frame.columns}")
-    return frame.select(columns).with_row_index(LINE, offset=first_line)
-
-
-def _timestamps(frame: pl.DataFrame, column: str, path: Path) -> pl.DataFrame:
-    """`column` as Int64: integers as they are, datetimes as epoch seconds; nulls are an error."""
-    dtype = frame.schema[column]
-    if dtype == pl.String:
-        frame = cast_int(frame, column, path)
-    elif isinstance(dtype, pl.Datetime):
-        frame = frame.with_columns(pl.col(column).dt.epoch("s"))
-    elif dtype.is_integer():
-        frame = frame.with_columns(pl.col(column).cast(pl.Int64))
-    else:
-        raise InputError(f"{path}: column {column!r} must hold integer or datetime timestamps, not {dtype}")
-    empty = frame.filter(pl.col(column).is_null())
-    if empty.height:
-        raise InputError(f"{path}, line {empty[LINE][0]}: empty timestamp in column {column!r}")
-    return frame
-
-
 def _items(folder: Path, options: dict[str, Any]) -> pl.DataFrame:
     """`item` + text/image columns of the item table; one row per item."""
     path = folder / options["items"]
     names = options["item_columns"]
     present = {target: names[target] for target in (*TEXT_COLUMNS, "image") if names[target]}
-    table = _read(path, [names["item"], *dict.fromkeys(present.values())], options["separator"])
+    table = read_columns(path, [names["item"], *dict.fromkeys(present.values())], options["separator"])
     require_one_to_one(table, [names["item"]], path)
     items = table.select(
         pl.col(names["item"]).cast(pl.String).alias("item"),
