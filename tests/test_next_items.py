@@ -17,6 +17,7 @@ from bbqrec.evaluation import (
     event_histories,
     history_lists,
     latest_histories,
+    mark_prepared_events,
     next_item_lists,
     prepared_histories,
     read_events,
@@ -357,6 +358,13 @@ def test_known_users_continue_their_prepared_sequence(gift_cards_left_out):
     assert dict(event_histories(events, items).iter_rows()) == {
         user: had[-2:] for user, had in whole.iter_rows()
     }  # without `known`: the events alone
+    # Events that repeat the prepared data (same user, item and time) are marked and skipped; the rest are not.
+    again = pl.concat([since, before]).join(names, on="user_id").join(
+        items.select("item_id", pl.col("source_id").alias("item")), on="item_id"
+    ).select("user", "item", pl.col("position").cast(pl.Int64).alias("timestamp"))
+    marked = mark_prepared_events(again, before.with_columns(pl.col("position").cast(pl.Int64).alias("timestamp")), users, items)
+    assert marked["prepared"].sum() == before.height and marked.height == again.height
+    assert dict(event_histories(marked, items, known=prepared_histories(before, users)).iter_rows()) == dict(whole.iter_rows())
     model = _model(items.height, max_len=5)
     lists = history_lists(model, continued, before, items, k=10)
     expected = next_item_lists(model, interactions, users, items, k=10).drop("user_id")
@@ -374,22 +382,29 @@ def test_events_outside_the_catalogue_are_skipped_and_a_user_with_none_gets_the_
     model = _model(items.height, max_len=5)
     model_path = tmp_path / "model.pt"
     torch.save({**model.checkpoint(), "variant": "sasrec"}, model_path)
-    lists_path = tmp_path / "lists.parquet"
-    result = subprocess.run(
-        [sys.executable, str(repo_root / "workflow" / "scripts" / "recommend_events.py"), "--model", str(model_path),
-         "--variant", "sasrec", "--data", str(out), "--events", str(path), "--known-users", "replace", "--k", "10",
-         "--out", str(lists_path)],
-        capture_output=True, text=True,
-    )
-    assert result.returncode == 0, result.stderr
-    lists = pl.read_parquet(lists_path)
     interactions = pl.read_parquet(out / "interactions.parquet")
     expected = next_item_lists(model, interactions, users, items, k=10, left_out=left_out)
-    # The whole source replayed: every user, the prepared ones with their own sequence (the source's reviews in
-    # the catalogue), and the 16 users whose items k_core cut entirely with the popularity list.
-    assert lists["user"].n_unique() == 458 and lists.filter(pl.col("ranked_by") == "popularity")["user"].n_unique() == 16
-    assert lists.sort("user", "rank").equals(expected.drop("user_id").sort("user", "rank"))
-    assert "skipped" in result.stderr and f"{raw.height} events of 458 users (150 known to the dataset" in result.stderr
+    outside = raw.join(items.select(pl.col("source_id").alias("item")), on="item", how="anti").height
+    for known_users, already in (("replace", 0), ("extend", interactions.height)):
+        lists_path = tmp_path / f"lists-{known_users}.parquet"
+        result = subprocess.run(
+            [sys.executable, str(repo_root / "workflow" / "scripts" / "recommend_events.py"), "--model",
+             str(model_path), "--variant", "sasrec", "--data", str(out), "--events", str(path), "--known-users",
+             known_users, "--k", "10", "--out", str(lists_path)],
+            capture_output=True, text=True,
+        )
+        assert result.returncode == 0, result.stderr
+        lists = pl.read_parquet(lists_path)
+        # The whole source replayed: every user, the prepared ones with their own sequence (the source's reviews in
+        # the catalogue), and the 16 users whose items k_core cut entirely with the popularity list. With `extend`
+        # every prepared interaction is in the file too (same item and time): skipped, not counted twice.
+        assert lists["user"].n_unique() == 458
+        assert lists.filter(pl.col("ranked_by") == "popularity")["user"].n_unique() == 16
+        assert lists.sort("user", "rank").equals(expected.drop("user_id").sort("user", "rank"))
+        assert (
+            f"{raw.height} events of 458 users (150 known to the dataset; {already} events already in it and "
+            f"{outside} with items outside the catalogue, skipped)"
+        ) in result.stderr
 
 
 def test_bad_events_name_the_file_line_and_column(gift_cards_left_out, gift_cards_events, repo_root, tmp_path):

@@ -3,9 +3,10 @@
 Reads `--events` (CSV or Parquet: user and item source ids, as in users.parquet / items.parquet, and a timestamp
 unless `--timestamp-column ""`) and writes `--out` (user, rank, item_id, item, score, ranked_by), the top `--k`
 items after each user's events, users in order of first appearance. A user the dataset knows (users.parquet)
-continues their prepared sequence (`--known-users extend`, the default: the file holds what they did since) or
-starts afresh with the file's events (`replace`). Items outside the catalogue are skipped; a user left with no
-item of it gets the most popular items (`ranked_by` = popularity) unless `--cold-users skip`.
+continues their prepared sequence (`--known-users extend`, the default; an event with the same item and timestamp
+as one of their prepared interactions is already there and skipped) or starts afresh with the file's events
+(`replace`). Items outside the catalogue are skipped; a user left with no item of it gets the most popular
+items (`ranked_by` = popularity) unless `--cold-users skip`.
 
     python workflow/scripts/recommend_events.py --model results/<ds>/train/bbqrec/seed0/model.pt \\
         --variant bbqrec --data results/<ds>/data --events today.csv --out today_lists.parquet
@@ -48,7 +49,13 @@ def main(argv=None) -> int:
     import polars as pl
     import torch
 
-    from bbqrec.evaluation import event_histories, history_lists, prepared_histories, read_events
+    from bbqrec.evaluation import (
+        event_histories,
+        history_lists,
+        mark_prepared_events,
+        prepared_histories,
+        read_events,
+    )
     from bbqrec.io import InputError, provenance, write_parquet
     from bbqrec.training import load_trained_model
 
@@ -66,7 +73,10 @@ def main(argv=None) -> int:
         model = load_trained_model(args.model, args.variant, args.device)
         interactions = pl.read_parquet(data / "interactions.parquet")
         users, items = pl.read_parquet(data / "users.parquet"), pl.read_parquet(data / "items.parquet")
-        known = prepared_histories(interactions, users) if args.known_users == "extend" else None
+        known = None
+        if args.known_users == "extend":  # what the data already holds is not repeated (same item and time)
+            known = prepared_histories(interactions, users)
+            events = mark_prepared_events(events, interactions, users, items)
         histories = event_histories(events, items, known)
         lists = history_lists(
             model, histories, interactions, items, k=args.k, exclude_history=not args.keep_history,
@@ -80,12 +90,13 @@ def main(argv=None) -> int:
            "cold_users": args.cold_users}
     write_parquet(lists, Path(args.out), metadata={"provenance": provenance(run)})
     outside = events.join(items.select(pl.col("source_id").alias("item")), on="item", how="anti").height
+    known_users = events.join(users.select(pl.col("source_id").alias("user")), on="user", how="semi")["user"].n_unique()
+    already = int(events["prepared"].sum()) if "prepared" in events.columns else 0
     logging.info(
-        "%d events of %d users (%d known to the dataset; %d events with items outside the catalogue, skipped); "
-        "%d users with the most popular items -> %s",
-        events.height, histories.height, events.join(users.select(pl.col("source_id").alias("user")), on="user",
-                                                     how="semi")["user"].n_unique(),
-        outside, lists.filter(pl.col("ranked_by") == "popularity")["user"].n_unique(), args.out,
+        "%d events of %d users (%d known to the dataset; %d events already in it and %d with items outside the "
+        "catalogue, skipped); %d users with the most popular items -> %s",
+        events.height, histories.height, known_users, already, outside,
+        lists.filter(pl.col("ranked_by") == "popularity")["user"].n_unique(), args.out,
     )
     return 0
 

@@ -96,6 +96,26 @@ def prepared_histories(interactions: pl.DataFrame, users: pl.DataFrame) -> pl.Da
     )
 
 
+def mark_prepared_events(
+    events: pl.DataFrame, interactions: pl.DataFrame, users: pl.DataFrame, items: pl.DataFrame
+) -> pl.DataFrame:
+    """The events (`read_events`) with a column `prepared`: true for an event of a known user with the same item and
+    timestamp as one of their interactions, which `event_histories` then skips, so that a file repeating what the
+    data holds does not count it twice. Without timestamps (in the events or the dataset) none is marked."""
+    if events["timestamp"].null_count() or interactions["timestamp"].null_count():
+        return events.with_columns(prepared=pl.lit(False))
+    held = (
+        interactions.join(users.select(pl.col("user_id").cast(pl.Int32), pl.col("source_id").alias("user")), on="user_id")
+        .join(items.select(pl.col("item_id").cast(pl.Int32), pl.col("source_id").alias("item")), on="item_id")
+        .select("user", "item", "timestamp")
+        .unique()
+        .with_columns(prepared=pl.lit(True))
+    )
+    return events.join(held, on=["user", "item", "timestamp"], how="left", maintain_order="left").with_columns(
+        pl.col("prepared").fill_null(False)
+    )
+
+
 def read_events(
     path: str | Path, user: str = "user", item: str = "item", timestamp: str | None = "timestamp", separator: str = ","
 ) -> pl.DataFrame:
@@ -122,12 +142,17 @@ def read_events(
 def event_histories(events: pl.DataFrame, items: pl.DataFrame, known: pl.DataFrame | None = None) -> pl.DataFrame:
     """user, items (list<i32> item_ids): each user's events (`read_events`) in time order, equal or missing
     timestamps in row order, one row per user in order of first appearance. Items outside the catalogue
-    (items.parquet) are skipped, so a user with none of its items has an empty list. `known` (user, items;
-    `prepared_histories`): the histories these events continue, put before the events of the users that have one.
+    (items.parquet), and those marked `prepared` (`mark_prepared_events`), are skipped, so a user with none left
+    has an empty list. `known` (user, items; `prepared_histories`): the histories these events continue, put
+    before the events of the users that have one.
     """
+    item_id = pl.col("item_id")
+    if "prepared" in events.columns:  # `mark_prepared_events`: already in `known`
+        item_id = pl.when(~pl.col("prepared")).then(item_id)
     histories = (
         events.with_row_index("order")
         .join(items.select(pl.col("source_id").alias("item"), pl.col("item_id").cast(pl.Int32)), on="item", how="left")
+        .with_columns(item_id)
         .sort("timestamp", "order", nulls_last=True)
         .group_by("user", maintain_order=True)
         .agg(pl.col("item_id").drop_nulls().alias("items"), pl.col("order").min().alias("first"))
