@@ -336,7 +336,14 @@ def test_events_of_the_left_out_users_give_their_histories_and_lists(gift_cards_
     model = _model(items.height, max_len=5)
     lists = history_lists(model, histories, interactions, items, k=10)
     expected = next_item_lists(model, interactions, users, items, k=10, left_out=left_out)
-    assert lists.equals(expected.filter(pl.col("user_id").is_null()).drop("user_id"))
+    _assert_same_lists(lists, expected.filter(pl.col("user_id").is_null()).drop("user_id"))
+
+
+def _assert_same_lists(lists: pl.DataFrame, expected: pl.DataFrame) -> None:
+    """The same rows; scores equal up to float rounding (users batched with others sum in another order: MovieLens
+    lists from events and from the recommend stage differ by up to 6e-8 with the same items)."""
+    assert lists.drop("score").equals(expected.drop("score"))
+    assert (lists["score"] - expected["score"]).abs().max() <= 1e-6
 
 
 def test_known_users_continue_their_prepared_sequence(gift_cards_left_out):
@@ -370,7 +377,7 @@ def test_known_users_continue_their_prepared_sequence(gift_cards_left_out):
     expected = next_item_lists(model, interactions, users, items, k=10).drop("user_id")
     by_user = {user: frame for (user,), frame in lists.group_by("user")}
     for (user,), frame in expected.group_by("user"):
-        assert by_user[user].equals(frame)
+        _assert_same_lists(by_user[user], frame)
 
 
 def test_events_outside_the_catalogue_are_skipped_and_a_user_with_none_gets_the_popular_items(
@@ -400,7 +407,7 @@ def test_events_outside_the_catalogue_are_skipped_and_a_user_with_none_gets_the_
         # every prepared interaction is in the file too (same item and time): skipped, not counted twice.
         assert lists["user"].n_unique() == 458
         assert lists.filter(pl.col("ranked_by") == "popularity")["user"].n_unique() == 16
-        assert lists.sort("user", "rank").equals(expected.drop("user_id").sort("user", "rank"))
+        _assert_same_lists(lists.sort("user", "rank"), expected.drop("user_id").sort("user", "rank"))
         assert (
             f"{raw.height} events of 458 users (150 known to the dataset; {already} events already in it and "
             f"{outside} with items outside the catalogue, skipped)"
