@@ -442,6 +442,8 @@ def test_bad_events_name_the_file_line_and_column(gift_cards_left_out, gift_card
     assert result.returncode == 1 and "events.csv: no events, expected at least one row" in result.stderr
     result = run(head, variant="bbqrec")
     assert result.returncode == 1 and "model.pt: holds variant 'sasrec', expected 'bbqrec'" in result.stderr
+    result = run(head, "--k", str(items.height + 1))
+    assert result.returncode == 1 and f"--k: expected 1..{items.height} (the number of items), got {items.height + 1}" in result.stderr
     result = run(head, out_name="lists.csv")
     assert result.returncode == 1 and "lists.csv: expected a .parquet file" in result.stderr
     assert sorted(p.name for p in tmp_path.iterdir()) == ["events.csv", "lists.parquet", "model.pt"]  # nothing else

@@ -71,6 +71,8 @@ def main(argv=None) -> int:
         if events.height == 0:
             raise InputError(f"{args.events}: no events, expected at least one row")
         model = load_trained_model(args.model, args.variant, args.device)
+        if not 1 <= args.k <= model.config.n_items:
+            raise InputError(f"--k: expected 1..{model.config.n_items} (the number of items), got {args.k}")
         interactions = pl.read_parquet(data / "interactions.parquet")
         users, items = pl.read_parquet(data / "users.parquet"), pl.read_parquet(data / "items.parquet")
         known = None
