@@ -119,8 +119,8 @@ def test_rerun_with_unchanged_inputs_does_nothing(basic_config_run):
 
 def test_a_copied_project_folder_reruns_nothing(basic_config_run, tmp_path):
     """A finished project (workflow, config, results, .snakemake) copied elsewhere with its mtimes plans no job:
-    no rule's params hold the folder's absolute path (the stage scripts' paths are in the unformatted shell text,
-    which is what snakemake records). The data stays where data_root says."""
+    no rule's params hold the folder's absolute path (the stage scripts' paths are relative to the workdir). The
+    data stays where data_root says."""
     copy = tmp_path / "copied-project"
     shutil.copytree(
         basic_config_run, copy, symlinks=True, ignore=lambda folder, _: ["data"] if Path(folder) == basic_config_run else []

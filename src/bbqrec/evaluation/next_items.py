@@ -56,7 +56,7 @@ def next_item_lists(
     `ranked_by` = "popularity"), with "skip" no rows. Every other row has `ranked_by` = "model".
     """
     sequences = _sequences(interactions, "interactions.parquet")
-    names = users.select(pl.col("user_id").cast(pl.Int32), pl.col("source_id").alias("user"))
+    names = _user_names(users)
     return _ranked_lists(
         model, sequences, names, left_out, "left_out_users.parquet", interactions, items, k, exclude_history,
         batch_size, backend, cold_users,
@@ -91,7 +91,7 @@ def prepared_histories(interactions: pl.DataFrame, users: pl.DataFrame) -> pl.Da
     """user (source id), items: every prepared user's whole sequence (interactions.parquet, users.parquet)."""
     return (
         _sequences(interactions, "interactions.parquet")
-        .join(users.select(pl.col("user_id").cast(pl.Int32), pl.col("source_id").alias("user")), on="user_id")
+        .join(_user_names(users), on="user_id")
         .select("user", pl.col("items").cast(pl.List(pl.Int32)))
     )
 
@@ -105,8 +105,8 @@ def mark_prepared_events(
     if events["timestamp"].null_count() or interactions["timestamp"].null_count():
         return events.with_columns(prepared=pl.lit(False))
     held = (
-        interactions.join(users.select(pl.col("user_id").cast(pl.Int32), pl.col("source_id").alias("user")), on="user_id")
-        .join(items.select(pl.col("item_id").cast(pl.Int32), pl.col("source_id").alias("item")), on="item_id")
+        interactions.join(_user_names(users), on="user_id")
+        .join(_item_names(items), on="item_id")
         .select("user", "item", "timestamp")
         .unique()
         .with_columns(prepared=pl.lit(True))
@@ -151,7 +151,7 @@ def event_histories(events: pl.DataFrame, items: pl.DataFrame, known: pl.DataFra
         item_id = pl.when(~pl.col("prepared")).then(item_id)
     histories = (
         events.with_row_index("order")
-        .join(items.select(pl.col("source_id").alias("item"), pl.col("item_id").cast(pl.Int32)), on="item", how="left")
+        .join(_item_names(items), on="item", how="left")
         .with_columns(item_id)
         .sort("timestamp", "order", nulls_last=True)
         .group_by("user", maintain_order=True)
@@ -208,13 +208,23 @@ def _ranked_lists(
         lists = pl.concat([lists, cold.join(_most_popular(interactions, k), how="cross")])
     return (
         lists.join(names, on="user_id", how="left")
-        .join(items.select("item_id", pl.col("source_id").alias("item")), on="item_id", how="left")
+        .join(_item_names(items), on="item_id", how="left")
         .sort("user_id", "rank")
         .select(
             pl.when(pl.col("user_id") < first).then("user_id").alias("user_id"),
             "user", "rank", "item_id", "item", "score", "ranked_by",
         )
     )
+
+
+def _user_names(users: pl.DataFrame) -> pl.DataFrame:
+    """user_id (i32) -> user (source id), from users.parquet."""
+    return users.select(pl.col("user_id").cast(pl.Int32), pl.col("source_id").alias("user"))
+
+
+def _item_names(items: pl.DataFrame) -> pl.DataFrame:
+    """item_id (i32) -> item (source id), from items.parquet."""
+    return items.select(pl.col("item_id").cast(pl.Int32), pl.col("source_id").alias("item"))
 
 
 def _most_popular(interactions: pl.DataFrame, k: int) -> pl.DataFrame:
