@@ -11,6 +11,7 @@ import torch
 from torch import nn
 
 from bbqrec.evaluation import EvalSet, mean_metrics, recommend, target_ranks, user_metrics_frame
+from bbqrec.evaluation.ranking import _items_ahead
 from bbqrec.io import InputError
 from bbqrec.models import ModelConfig, SASRec
 
@@ -45,9 +46,10 @@ class FixedScores(nn.Module):
         super().__init__()
         self.unused = nn.Parameter(torch.zeros(1))
 
-    def score(self, histories: torch.Tensor) -> torch.Tensor:
+    def score(self, histories: torch.Tensor, out: torch.Tensor | None = None) -> torch.Tensor:
         row = torch.tensor([float("-inf"), 0.5, 0.9, 0.5, 0.1, 0.7])
-        return row.repeat(len(histories), 1)
+        scores = row.repeat(len(histories), 1)
+        return scores if out is None else out.copy_(scores)
 
 
 def _eval_set(histories, targets):
@@ -121,6 +123,26 @@ def test_ranks_match_a_brute_force_count_on_real_histories(beauty_model_and_test
     target_scores = scores.gather(1, test.targets[:40, None])
     expected = 1 + (scores > target_scores).sum(dim=1)
     assert torch.equal(target_ranks(model, test, batch_size=37)[:40], expected)
+
+
+def test_the_float_count_of_items_ahead_equals_the_mask_count_with_ties_nan_and_infinities():
+    """_items_ahead counts by float sums where the target is the only item of its score, by masks elsewhere."""
+    generator = torch.Generator().manual_seed(0)
+    scores = torch.randint(0, 40, (300, 60), generator=generator).float() / 8  # many ties
+    scores[:, 0] = float("-inf")
+    scores[:100] += torch.rand(100, 60, generator=generator)  # rows 0-99: ties almost surely gone
+    scores[5, 7], scores[6, 8], scores[7, 9], scores[8, :] = float("nan"), float("inf"), float("-inf"), float("inf")
+    targets = torch.randint(1, 60, (300, 1), generator=generator)
+    targets[5:8, 0] = torch.tensor([7, 8, 20])  # a NaN target, an infinite one, one beside a -inf item
+    target_score = scores.gather(1, targets)
+    scores[10, targets[10, 0]] = float("-inf")  # an excluded target keeps its score, as in target_ranks
+    smaller_id = torch.arange(60) < targets
+    expected = ((scores > target_score) | ((scores == target_score) & smaller_id)).sum(dim=1)
+    ahead = _items_ahead(scores.clone(), target_score, targets, torch.empty_like(scores))
+    assert torch.equal(ahead, expected)
+    assert ahead[5] == 0 and ahead[6] == 0 and ahead[8] == targets[8, 0]  # NaN ahead of nothing; +inf ties
+    fast = (scores == target_score).sum(dim=1) == 1
+    assert fast[:100].sum() >= 95 and not fast[100:].all()  # both ways of counting were used
 
 
 @pytest.mark.parametrize("exclude_history", [False, True])

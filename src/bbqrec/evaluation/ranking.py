@@ -110,15 +110,40 @@ def target_ranks(
     model.eval()
     device = next(model.parameters()).device
     ranks = torch.zeros(len(data.targets), dtype=torch.long)
+    scores_buffer = signs_buffer = None  # the first batch is the largest: later ones write into its tensors
     for users, histories in _batches(data, batch_size, device):
-        scores = model.score(histories)  # [B, N+1]
-        target_score = scores.gather(1, data.targets[users, None].to(device))  # [B, 1], before any exclusion
+        rows = slice(0, len(users))
+        scores = model.score(histories, out=None if scores_buffer is None else scores_buffer[rows])
+        if signs_buffer is None:
+            scores_buffer, signs_buffer = scores, torch.empty_like(scores)
+        targets = data.targets[users, None].to(device)
+        target_score = scores.gather(1, targets)  # [B, 1], before any exclusion
         if exclude_history:
             scores.scatter_(1, histories, float("-inf"))
-        smaller_id = torch.arange(scores.shape[1], device=device) < data.targets[users, None].to(device)  # [B, N+1]
-        ahead = (scores > target_score) | ((scores == target_score) & smaller_id)
-        ranks[users] = ahead.sum(dim=1).cpu() + 1
+        ranks[users] = _items_ahead(scores, target_score, targets, signs_buffer[rows]).cpu() + 1
     return ranks
+
+
+def _items_ahead(scores: Tensor, target_score: Tensor, targets: Tensor, signs: Tensor) -> Tensor:
+    """Per row, the number of items scored higher than the target or equal to it with a smaller id ([B] long).
+
+    Counted with float sums, several times faster on a CPU than boolean masks: with s = sign(score - target
+    score) in `signs`, sum(s) = higher - lower and sum(|s|) = higher + lower, so higher = (sum(s) + sum(|s|)) / 2,
+    exact in float32 (counts far below 2**24). Where the target is not the one item of its score (a tie, an
+    excluded target, a NaN or infinite score), the row is counted from the masks instead.
+    """
+    torch.sub(scores, target_score, out=signs).sign_()
+    difference, magnitude = signs.sum(dim=1), signs.abs_().sum(dim=1)
+    equal = scores.shape[1] - magnitude
+    only_target = (equal == 1) & (signs.gather(1, targets)[:, 0] == 0)  # |s| of the target's own column
+    ahead = ((difference + magnitude) / 2).nan_to_num_(0.0).long()
+    if not bool(only_target.all()):
+        rows = ~only_target
+        row_scores, row_target_score = scores[rows], target_score[rows]
+        smaller_id = torch.arange(scores.shape[1], device=scores.device) < targets[rows]
+        higher_or_tied = (row_scores > row_target_score) | ((row_scores == row_target_score) & smaller_id)
+        ahead[rows] = higher_or_tied.sum(dim=1)
+    return ahead
 
 
 @torch.no_grad()

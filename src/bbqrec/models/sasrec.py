@@ -125,7 +125,7 @@ class SASRec(nn.Module):
             )
         self.apply(self._init_weights)
         self.joint = joint  # after the initialisation above: the tokenizer keeps its trained weights
-        self._eval_items: Tensor | None = None  # the item vectors of a one-stage model while not training
+        self._eval_items: tuple[tuple, Tensor] | None = None  # (weights' versions, item vectors); item_vectors
 
     def _init_weights(self, module: nn.Module) -> None:
         # RecBole's initialisation: normal(0, init_std) weights, zero biases, identity layer norms.
@@ -144,31 +144,29 @@ class SASRec(nn.Module):
         """Every item's input vector e_i [N+1, D]; row 0 (padding) is zero.
 
         With one-stage training this runs the tokenizer over every item and sets the similarity bias to the
-        current codes; out of training the tokenizer is fixed, so its result is kept.
+        current codes. Out of training and without autograd (evaluation, recommendation) the result is kept
+        until a weight changes, so scoring batch after batch computes it once (with content inputs it costs a
+        [N, feature dim] x [feature dim, D] product, the tokenizer's pass over the catalogue in one-stage models).
         """
-        if self._eval_items is not None and not self.training:
-            return self._eval_items
+        keep = not self.training and not torch.is_grad_enabled()
+        if keep and self._eval_items is not None and self._eval_items[0] == self._weights_version():
+            return self._eval_items[1]
         vectors = self.item_embedding.weight
         for m, projection in enumerate(self.feature_projections):
             vectors = vectors + projection(getattr(self, f"item_feature_{m}"))
-        if self.joint is None:
-            return vectors
-        items = self.joint()
-        if self.similarity is not None:
-            self.similarity.set_codes(items.codes, items.vectors.detach())
-        for m, projection in zip(self.joint_inputs, self.joint_projections):
-            vectors = vectors + projection(items.vectors[:, m])
-        if not self.training:
-            self._eval_items = vectors.detach()
+        if self.joint is not None:
+            items = self.joint()
+            if self.similarity is not None:
+                self.similarity.set_codes(items.codes, items.vectors.detach())
+            for m, projection in zip(self.joint_inputs, self.joint_projections):
+                vectors = vectors + projection(items.vectors[:, m])
+        # after set_codes, which writes buffers; a later in-place change to any weight or buffer (an optimiser
+        # step, load_state_dict, .to()) changes its version counter or storage and so the key
+        self._eval_items = (self._weights_version(), vectors) if keep else None
         return vectors
 
-    def train(self, mode: bool = True) -> "SASRec":
-        self._eval_items = None  # new weights may follow
-        return super().train(mode)
-
-    def load_state_dict(self, *args, **kwargs):
-        self._eval_items = None
-        return super().load_state_dict(*args, **kwargs)
+    def _weights_version(self) -> tuple[tuple[int, int], ...]:
+        return tuple((t.data_ptr(), t._version) for t in (*self.parameters(), *self.buffers()))
 
     def encode(
         self,
@@ -238,10 +236,14 @@ class SASRec(nn.Module):
         hidden = self.encode(item_seq, vectors=vectors)  # [B, L, D]
         return hidden[torch.arange(len(last), device=item_seq.device), last]
 
-    def score(self, item_seq: Tensor) -> Tensor:
-        """Scores [B, N+1] of every item as the next one; the padding column 0 is -inf."""
+    def score(self, item_seq: Tensor, out: Tensor | None = None) -> Tensor:
+        """Scores [B, N+1] of every item as the next one; the padding column 0 is -inf.
+
+        out: a [B, N+1] tensor to write them into. Reusing one across batches saves the allocation of a fresh
+        [B, N+1] result, which on a CPU costs as much as the matmul itself.
+        """
         vectors = self.item_vectors()
-        scores = self.last_hidden(item_seq, vectors) @ vectors.T
+        scores = torch.mm(self.last_hidden(item_seq, vectors), vectors.T, out=out)
         scores[:, 0] = float("-inf")
         return scores
 
