@@ -102,6 +102,31 @@ def test_padding_is_zero_and_never_scored(beauty):
     assert torch.isneginf(scores[:, 0]).all() and torch.isfinite(scores[:, 1:]).all()
 
 
+def test_kept_item_vectors_follow_every_change_of_the_weights(beauty, attribute_codes):
+    """Evaluation keeps the item vectors between batches; any change of a weight or buffer must drop them."""
+    _, n_items, histories = beauty
+    features = [attribute_codes[:, 0].float().clamp(min=0)]
+    torch.manual_seed(0)
+    model = SASRec(ModelConfig(n_items=n_items), [features[0].clone()]).eval()  # its own buffer
+
+    def fresh_scores():
+        torch.manual_seed(1)
+        rebuilt = SASRec(ModelConfig(n_items=n_items), [features[0].clone()]).eval()
+        rebuilt.load_state_dict(model.state_dict())
+        with torch.no_grad():
+            return rebuilt.score(histories)
+
+    with torch.no_grad():
+        first = model.score(histories)
+        assert model.item_vectors() is model.item_vectors()  # kept, not recomputed
+        model.feature_projections[0].weight.mul_(2)  # an in-place edit, as an optimiser step makes
+        assert torch.equal(model.score(histories), fresh_scores())
+        assert not torch.equal(model.score(histories), first)
+        model.item_feature_0.mul_(0.5)  # a buffer: the frozen content features
+        assert torch.equal(model.score(histories), fresh_scores())
+    assert model.item_vectors().requires_grad  # autograd never gets the kept (no_grad) vectors
+
+
 def test_similarity_buckets_by_hand():
     # 3 items, 2 streams, 3 levels. Item 1: text (1,2,3), image (1,2,9); item 2: text (1,2,4), image (7,2,3).
     codes = torch.tensor([[[0, 0, 0], [0, 0, 0]], [[1, 2, 3], [1, 2, 9]], [[1, 2, 4], [7, 2, 3]]])
