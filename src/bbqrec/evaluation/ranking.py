@@ -136,7 +136,7 @@ def _items_ahead(scores: Tensor, target_score: Tensor, targets: Tensor, signs: T
     difference, magnitude = signs.sum(dim=1), signs.abs_().sum(dim=1)
     equal = scores.shape[1] - magnitude
     only_target = (equal == 1) & (signs.gather(1, targets)[:, 0] == 0)  # |s| of the target's own column
-    ahead = ((difference + magnitude) / 2).nan_to_num_(0.0).long()
+    ahead = ((difference + magnitude) / 2).long()  # rows with a NaN are not only_target: recounted below
     if not bool(only_target.all()):
         rows = ~only_target
         row_scores, row_target_score = scores[rows], target_score[rows]

@@ -125,7 +125,7 @@ class SASRec(nn.Module):
             )
         self.apply(self._init_weights)
         self.joint = joint  # after the initialisation above: the tokenizer keeps its trained weights
-        self._eval_items: tuple[tuple, Tensor] | None = None  # (weights' versions, item vectors); item_vectors
+        self._eval_items: tuple[tuple, Tensor] | None = None  # item_vectors' kept result: (weights' versions, vectors)
 
     def _init_weights(self, module: nn.Module) -> None:
         # RecBole's initialisation: normal(0, init_std) weights, zero biases, identity layer norms.
