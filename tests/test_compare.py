@@ -5,6 +5,7 @@ from collections import Counter
 
 import polars as pl
 import pytest
+from scipy.stats import t as student_t
 from scipy.stats import wilcoxon
 
 from bbqrec.evaluation.compare import (
@@ -75,7 +76,7 @@ def test_every_variant_is_also_tested_against_sasrec_mm():
     mm_row = table.filter(pl.col("variant") == "sasrec-mm").row(0, named=True)
     assert mm_row["gain_mm"] == 0.0 and mm_row["p_value_mm"] is None
     text = markdown(table, ["sasrec", "sasrec-mm", "bbqrec"])
-    assert "gain vs sasrec | p | gain vs sasrec-mm | p |" in text
+    assert "gain vs sasrec | p users | p seeds | gain vs sasrec-mm | p users | p seeds |" in text
     assert "| `bbqrec` | 1 | 0.1500 ± 0.0000 | +50.0% |" in text and "| +25.0% |" in text
 
 
@@ -102,6 +103,34 @@ def test_a_one_seed_row_is_compared_with_the_baselines_same_seed():
     # seed 0 against seed 0: +1, -1, +1, +1 (not the differences from sasrec's per-user means over 3 seeds)
     assert row["p_value"] == pytest.approx(wilcoxon([1, -1, 1, 1], zero_method="wilcox").pvalue)
     assert row["gain_mm"] is None and row["p_value_mm"] is None  # sasrec-mm was not run
+    assert row["p_seeds"] is None  # one seed: no spread to test against
+
+
+def test_the_seed_p_value_is_welchs_t_test_over_the_seeds_both_rows_have():
+    # bbqrec seeds 0-2 .10/.12/.14 (mean .12, variance 4e-4); sasrec seeds 0-3 .09/.10/.11/.30: seed 3 is not shared,
+    # so the baseline side is .09/.10/.11 (mean .10, variance 1e-4).
+    metrics = pl.DataFrame(
+        [metrics_rows("bbqrec", seed, value) for seed, value in enumerate((0.10, 0.12, 0.14))]
+        + [metrics_rows("sasrec", seed, value) for seed, value in enumerate((0.09, 0.10, 0.11, 0.30))]
+    )
+    users = pl.DataFrame(
+        [{"dataset": "d", "variant": variant, "seed": seed, "user_id": u, "metric": "recall", "k": 10,
+          "value": float((u + seed) % 2)}
+         for variant in ("sasrec", "bbqrec") for seed in range(4 if variant == "sasrec" else 3) for u in range(4)]
+    )
+    row = comparison_table(metrics, users).filter(pl.col("variant") == "bbqrec").row(0, named=True)
+    # by hand: se^2 = 4e-4/3 + 1e-4/3, t = .02 / se = 1.5492; Welch df = (5e-4/3)^2 / ((4e-4/3)^2/2 + (1e-4/3)^2/2)
+    # = 2.9412; p = 2 * P(T_df > t)
+    se = ((4e-4 + 1e-4) / 3) ** 0.5
+    df = (5e-4 / 3) ** 2 / ((4e-4 / 3) ** 2 / 2 + (1e-4 / 3) ** 2 / 2)
+    assert 0.02 / se == pytest.approx(1.5492, abs=1e-4) and df == pytest.approx(2.9412, abs=1e-4)
+    assert row["p_seeds"] == pytest.approx(2 * student_t.sf(0.02 / se, df), rel=1e-9)
+    assert 0.2 < row["p_seeds"] < 0.25  # the 4th sasrec seed (.30) would have made it about .6
+    assert row["gain"] == pytest.approx(0.12 / 0.10 - 1)
+    # the baseline's own row has no test; identical seeds on both sides have no spread and no test
+    assert comparison_table(metrics, users).filter(pl.col("variant") == "sasrec")["p_seeds"].to_list() == [None]
+    same = pl.DataFrame([metrics_rows(v, seed, 0.1) for v in ("sasrec", "bbqrec") for seed in range(3)])
+    assert comparison_table(same, users).filter(pl.col("variant") == "bbqrec")["p_seeds"].to_list() == [None]
 
 
 def test_popularity_buckets_and_bad_edges():
@@ -169,9 +198,13 @@ def test_comparison_by_popularity_is_the_table_within_each_bucket():
     assert swapped.filter(pl.col("variant") == "sasrec")["gain"].to_list() == [0.0, 0.0]  # the baseline itself
     text = popularity_markdown(table, ["sasrec", "bbqrec"], headline=(("ndcg", 10),), baselines={"sasrec": ""})
     lines = text.splitlines()
-    assert lines.index("| 0 | 4 | `bbqrec` | 2 | 0.7500 ± 0.0000 | +200.0% | 0.25 |") < lines.index(
-        "| >=20 | 4 | `sasrec` | 2 | 0.8750 ± 0.1768 |  |  |"
+    # p seeds: none in bucket "0" (no spread on either side); in ">=20" Welch's t = -sqrt(2) with 2 degrees of
+    # freedom, whose two-sided p-value is 1 - sqrt(2)/2 = 0.29
+    assert rare["p_seeds"] is None and popular["p_seeds"] == pytest.approx(1 - 2**0.5 / 2)
+    assert lines.index("| 0 | 4 | `bbqrec` | 2 | 0.7500 ± 0.0000 | +200.0% | 0.25 |  |") < lines.index(
+        "| >=20 | 4 | `sasrec` | 2 | 0.8750 ± 0.1768 |  |  |  |"
     )
+    assert "| >=20 | 4 | `bbqrec` | 2 | 0.6250 ± 0.1768 | -28.6% | 0.5 | 0.29 |" in lines
 
 
 def test_the_popularity_table_is_the_same_on_every_call(prepared):

@@ -21,7 +21,7 @@ from bbqrec.report.plots import (
     tokenizer_panels,
     train_log_key,
 )
-from bbqrec.report.tables import baseline_columns, comparison_html, dataset_stats_html
+from bbqrec.report.tables import baseline_columns, comparison_html, dataset_stats_html, fmt_p
 
 REPO = Path(__file__).resolve().parents[1]
 REPORT_RULES = ("report_dataset_stats", "plot_sid_quality", "plot_tokenizer_log", "plot_training_curves",
@@ -162,7 +162,12 @@ def test_comparison_page_bolds_the_best_and_tests_against_each_baseline_run(tmp_
     }
     page = comparison_html(table, ["sasrec", "sasrec-mm", "bbqrec"])
     for baseline in baselines:
-        assert f"gain vs <code>{baseline}</code>" in page
+        assert f"gain vs <code>{baseline}</code></th><th>p users</th><th>p seeds</th>" in page
+    # bbqrec's NDCG@10 row against sasrec: the gain, then both p-values as the table holds them
+    row = table.filter((pl.col("variant") == "bbqrec") & (pl.col("metric") == "ndcg") & (pl.col("k") == 10)).row(
+        0, named=True)
+    assert f"{row['gain']:+.1%}</span></td><td>{fmt_p(row['p_value'])}</td><td>{fmt_p(row['p_seeds'])}</td>" in page
+    assert row["p_seeds"] is not None
     assert '<td class="best">0.1350 ± 0.0071</td>' in page  # bbqrec: mean of .13 and .14, sample std
     assert page.index(">sasrec<") < page.index(">sasrec-mm<") < page.index(">bbqrec<")  # config order
     plot_comparison(table, tmp_path / "c.svg", ["sasrec", "sasrec-mm", "bbqrec"])

@@ -8,6 +8,11 @@ per-user metrics are averaged over those seeds first (so a user counts once), th
 signed-rank test is run on the paired differences (zero differences dropped, as Wilcoxon's original procedure).
 Pairing a 1-seed row with a 3-seed mean would not do: the differences of a 0/1 hit against a mean of three are
 not symmetric about 0 even when the two models are alike, and Wilcoxon's p-value assumes they are.
+The test over users takes each trained model as fixed, so it cannot see how much a rerun moves a variant (another
+seed, or another CPU's float rounding, which gives `bbqrec` other codes). A second p-value (`p_seeds`) tests the
+run-to-run variation instead: Welch's t-test between the variant's per-seed metrics and the baseline's, on the
+seeds both have (none with fewer than 2 seeds, or with no spread on either side). It has little power with 3
+seeds; a gain that passes the user test but not this one may not survive a rerun.
 Every join and group that feeds a float sum keeps its input order (polars' defaults do not): the same runs then
 give the same table to the last bit.
 
@@ -18,10 +23,11 @@ IDs are meant to help the rare items, and the mean over all users is carried by 
 from __future__ import annotations
 
 import math
+import statistics
 from collections.abc import Sequence
 
 import polars as pl
-from scipy.stats import wilcoxon
+from scipy.stats import ttest_ind, wilcoxon
 
 from bbqrec.io import InputError
 
@@ -76,12 +82,34 @@ def paired_p_values(user_metrics: pl.DataFrame, baseline: str = BASELINE, by: Se
     return pl.DataFrame(rows, schema=schema)
 
 
+def seed_p_value(values: Sequence[float], base: Sequence[float]) -> float | None:
+    """Two-sided Welch t-test p-value of per-seed metrics `values` against the baseline's `base`; None where it is
+    undefined (fewer than 2 seeds on a side, or both without spread)."""
+    if len(values) < 2 or len(base) < 2 or (statistics.variance(values) == 0 and statistics.variance(base) == 0):
+        return None
+    return float(ttest_ind(values, base, equal_var=False).pvalue)
+
+
+def seed_p_values(metrics: pl.DataFrame, baseline: str = BASELINE, by: Sequence[str] = ()) -> pl.DataFrame:
+    """`seed_p_value` of each variant against `baseline` per dataset, `by`, metric and k, on the seeds both have."""
+    keys = ["dataset", *by, "variant", "metric", "k"]
+    runs = (
+        with_baseline(metrics, baseline, by)
+        .filter(pl.col("variant") != baseline)
+        .group_by(keys, maintain_order=True)
+        .agg(pl.col("value"), pl.col("base"))
+    )
+    p_values = [seed_p_value(values, base) for values, base in zip(runs["value"].to_list(), runs["base"].to_list())]
+    return runs.select(keys).with_columns(p_seeds=pl.Series(p_values, dtype=pl.Float64))
+
+
 def comparison_table(
     metrics: pl.DataFrame, user_metrics: pl.DataFrame, baselines: dict[str, str] = BASELINES, by: Sequence[str] = ()
 ) -> pl.DataFrame:
     """Test-split summary per dataset (and `by`) and variant with, per baseline, the relative gain of the mean
-    (`gain<suffix>`) and the paired p-value (`p_value<suffix>`), both over the seeds the row shares with the
-    baseline; null where it shares none or the baseline's mean is 0."""
+    (`gain<suffix>`), the paired p-value over users (`p_value<suffix>`) and the p-value over seeds
+    (`p_seeds<suffix>`), all over the seeds the row shares with the baseline; null where it shares none, the
+    baseline's mean is 0, or (`p_seeds`) the test is undefined."""
     keys = ["dataset", *by, "variant", "metric", "k"]
     test = metrics.filter(pl.col("split") == "test")
     table = summarize(test, by)
@@ -100,8 +128,11 @@ def comparison_table(
             )
         )
         p_values = paired_p_values(user_metrics, baseline, by).rename({"p_value": f"p_value{suffix}"})
-        table = table.join(gains, on=keys, how="left").join(
-            p_values.with_columns(pl.col("k").cast(table.schema["k"])), on=keys, how="left"
+        p_seeds = seed_p_values(test, baseline, by).rename({"p_seeds": f"p_seeds{suffix}"})
+        table = (
+            table.join(gains, on=keys, how="left")
+            .join(p_values.with_columns(pl.col("k").cast(table.schema["k"])), on=keys, how="left")
+            .join(p_seeds, on=keys, how="left")
         )
     return table.sort(keys)
 
@@ -161,7 +192,7 @@ def _header(headline, baselines) -> list[str]:
     for metric, k in headline:
         header.append(f"{METRIC_NAMES[metric]}@{k}")
         for baseline in baselines:
-            header += [f"gain vs {baseline}", "p"]
+            header += [f"gain vs {baseline}", "p users", "p seeds"]
     return header
 
 
@@ -171,15 +202,16 @@ def _cells(rows: pl.DataFrame, variant: str, headline, baselines: dict[str, str]
     for metric, k in headline:
         row = rows.filter((pl.col("variant") == variant) & (pl.col("metric") == metric) & (pl.col("k") == k))
         if row.is_empty():
-            cells += [""] * (1 + 2 * len(baselines))
+            cells += [""] * (1 + 3 * len(baselines))
             continue
         r = row.row(0, named=True)
         cells[0] = str(r["seeds"])
         cells.append(f"{r['mean']:.4f} ± {r['std']:.4f}")
         for baseline, suffix in baselines.items():
-            gain, p = r[f"gain{suffix}"], r[f"p_value{suffix}"]
+            gain = r[f"gain{suffix}"]
             cells.append("" if gain is None or variant == baseline else f"{gain:+.1%}")
-            cells.append("" if p is None or math.isnan(p) else f"{p:.2g}")
+            for p in (r[f"p_value{suffix}"], r[f"p_seeds{suffix}"]):
+                cells.append("" if p is None or math.isnan(p) else f"{p:.2g}")
     return cells
 
 
@@ -195,8 +227,9 @@ def markdown(table: pl.DataFrame, variants: Sequence[str], headline=HEADLINE, ba
         "# Comparison (test split, full ranking, mean ± std over seeds)",
         "",
         f"Gain vs X: relative change of the mean over baseline X ({names}), on the seeds both rows have (a 1-seed "
-        "ablation against the baseline's same seed); p: two-sided Wilcoxon signed-rank test over users of the same "
-        "difference (per-user metrics averaged over those seeds).",
+        "ablation against the baseline's same seed); p users: two-sided Wilcoxon signed-rank test over users of the "
+        "same difference (per-user metrics averaged over those seeds; it takes the trained models as fixed); p seeds: "
+        "two-sided Welch t-test over those seeds' metrics (the run-to-run variation; none for one seed).",
     ]
     header = ["variant", "seeds", *_header(headline, baselines)]
     for dataset in table["dataset"].unique(maintain_order=True).sort():
@@ -214,8 +247,8 @@ def popularity_markdown(
     lines = [
         "# By the test target's popularity (its count in the training sequences)",
         "",
-        "The table above again, on the users whose test target falls in each bucket (gain and p as above, within "
-        "the bucket).",
+        "The table above again, on the users whose test target falls in each bucket (gains and p-values as above, "
+        "within the bucket).",
     ]
     header = ["target's training count", "users", "variant", "seeds", *_header(headline, baselines)]
     for dataset in table["dataset"].unique(maintain_order=True).sort():

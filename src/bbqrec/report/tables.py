@@ -124,16 +124,17 @@ def _headline_table(
     rows: pl.DataFrame, present: Sequence[str], baselines: dict[str, str], headline, lead: Sequence[str] = ()
 ) -> str:
     """One <table>: per variant of `present` (rows of one dataset, or of one bucket) its seeds, then per headline
-    metric the mean (± std where a row has several seeds; best in bold), gain and p against each baseline.
+    metric the mean (± std where a row has several seeds; best in bold), the gain and the p-values over users and
+    over seeds against each baseline.
     `lead`: names of leading columns whose cells come with each row (`rows` must hold them)."""
-    span = 1 + 2 * len(baselines)
+    span = 1 + 3 * len(baselines)
     lead_head = "".join(f"<th rowspan=\"2\">{html.escape(name)}</th>" for name in lead)
     head1 = f"<tr>{lead_head}<th class=\"name\" rowspan=\"2\">variant</th><th rowspan=\"2\">seeds</th>" + "".join(
         f"<th class=\"group\" colspan=\"{span}\">{METRIC_NAMES.get(m, m)}@{k}</th>" for m, k in headline
     ) + "</tr>"
     several = rows["seeds"].max() > 1  # one seed: no spread to show
     sub = f"<th>{'mean ± std' if several else 'mean'}</th>" + "".join(
-        f"<th>gain vs <code>{html.escape(b)}</code></th><th>p</th>" for b in baselines
+        f"<th>gain vs <code>{html.escape(b)}</code></th><th>p users</th><th>p seeds</th>" for b in baselines
     )
     head2 = "<tr>" + sub * len(headline) + "</tr>"
     best = {(m, k): rows.filter((pl.col("metric") == m) & (pl.col("k") == k))["mean"].max() for m, k in headline}
@@ -154,6 +155,7 @@ def _headline_table(
                 own = variant == baseline
                 cells.append(f"<td>{'' if own else fmt_gain(r[f'gain{suffix}'])}</td>")
                 cells.append(f"<td>{'' if own else fmt_p(r[f'p_value{suffix}'])}</td>")
+                cells.append(f"<td>{'' if own else fmt_p(r[f'p_seeds{suffix}'])}</td>")
         lead_cells = "".join(f"<td>{html.escape(str(rows[name][0]))}</td>" for name in lead)
         css = " class=\"baseline\"" if variant in baselines else ""
         lines.append(f"<tr{css}>{lead_cells}<td class=\"name\">{html.escape(variant)}</td><td>{seeds}</td>"
@@ -165,9 +167,9 @@ def comparison_html(
     table: pl.DataFrame, variants: Sequence[str] = (), headline=HEADLINE, by_popularity: pl.DataFrame | None = None
 ) -> str:
     """results/comparison.parquet as one table per dataset: mean ± std of the headline metrics (best in bold),
-    the gain over each baseline that was run (green/red) and its paired p-value (bold below 0.05), then every
-    cutoff's mean; with `by_popularity` (results/comparison_by_popularity.parquet) the first table again per
-    bucket of the test target's training count."""
+    the gain over each baseline that was run (green/red) and its p-values over users and over seeds (bold below
+    0.05), then every cutoff's mean; with `by_popularity` (results/comparison_by_popularity.parquet) the first
+    table again per bucket of the test target's training count."""
     needed = {"dataset", "variant", "metric", "k", "mean", "std", "seeds"}
     if not needed <= set(table.columns):
         raise InputError(f"comparison table: missing columns {sorted(needed - set(table.columns))}")
@@ -182,8 +184,9 @@ def comparison_html(
         "<p>Full ranking over all items, leave-one-out (each user's last item). Cells: mean (± std) over seeds; "
         "<b>bold</b>: best variant of the dataset.",
         f" Gain: relative change of the mean over the baseline ({names}), "
-        "<span class=\"pos\">green</span> above, <span class=\"neg\">red</span> below; p: two-sided Wilcoxon "
-        "signed-rank test over users (per-user metrics averaged over seeds), <b>bold</b> below 0.05."
+        "<span class=\"pos\">green</span> above, <span class=\"neg\">red</span> below; p users: two-sided Wilcoxon "
+        "signed-rank test over users (per-user metrics averaged over seeds; it takes the trained models as fixed); "
+        "p seeds: two-sided Welch t-test over the seeds' metrics (the run-to-run variation); <b>bold</b> below 0.05."
         if baselines else "",
         "</p>",
     ]
