@@ -90,19 +90,6 @@ def seed_p_value(values: Sequence[float], base: Sequence[float]) -> float | None
     return float(ttest_ind(values, base, equal_var=False).pvalue)
 
 
-def seed_p_values(metrics: pl.DataFrame, baseline: str = BASELINE, by: Sequence[str] = ()) -> pl.DataFrame:
-    """`seed_p_value` of each variant against `baseline` per dataset, `by`, metric and k, on the seeds both have."""
-    keys = ["dataset", *by, "variant", "metric", "k"]
-    runs = (
-        with_baseline(metrics, baseline, by)
-        .filter(pl.col("variant") != baseline)
-        .group_by(keys, maintain_order=True)
-        .agg(pl.col("value"), pl.col("base"))
-    )
-    p_values = [seed_p_value(values, base) for values, base in zip(runs["value"].to_list(), runs["base"].to_list())]
-    return runs.select(keys).with_columns(p_seeds=pl.Series(p_values, dtype=pl.Float64))
-
-
 def comparison_table(
     metrics: pl.DataFrame, user_metrics: pl.DataFrame, baselines: dict[str, str] = BASELINES, by: Sequence[str] = ()
 ) -> pl.DataFrame:
@@ -114,25 +101,24 @@ def comparison_table(
     test = metrics.filter(pl.col("split") == "test")
     table = summarize(test, by)
     for baseline, suffix in baselines.items():
-        gains = (
-            with_baseline(test, baseline, by)
-            .group_by(keys)
-            .agg(value=pl.col("value").mean(), base=pl.col("base").mean())
-            .select(  # undefined (null) where the baseline scored 0, as on a bucket of never-seen targets
-                *keys,
-                pl.when(pl.col("variant") == baseline)
-                .then(0.0)
-                .when(pl.col("base") > 0)
-                .then(pl.col("value") / pl.col("base") - 1.0)
-                .alias(f"gain{suffix}"),
-            )
+        # each row's per-seed values beside the baseline's, on the seeds both have: the gain and p_seeds read them
+        shared = with_baseline(test, baseline, by).group_by(keys, maintain_order=True).agg("value", "base")
+        p_seeds = [
+            None if variant == baseline else seed_p_value(values, base)
+            for variant, values, base in zip(shared["variant"], shared["value"].to_list(), shared["base"].to_list())
+        ]
+        compared = shared.select(  # gain undefined (null) where the baseline scored 0, as on never-seen targets
+            *keys,
+            pl.when(pl.col("variant") == baseline)
+            .then(0.0)
+            .when(pl.col("base").list.mean() > 0)
+            .then(pl.col("value").list.mean() / pl.col("base").list.mean() - 1.0)
+            .alias(f"gain{suffix}"),
+            pl.Series(f"p_seeds{suffix}", p_seeds, dtype=pl.Float64),
         )
         p_values = paired_p_values(user_metrics, baseline, by).rename({"p_value": f"p_value{suffix}"})
-        p_seeds = seed_p_values(test, baseline, by).rename({"p_seeds": f"p_seeds{suffix}"})
-        table = (
-            table.join(gains, on=keys, how="left")
-            .join(p_values.with_columns(pl.col("k").cast(table.schema["k"])), on=keys, how="left")
-            .join(p_seeds, on=keys, how="left")
+        table = table.join(compared, on=keys, how="left").join(
+            p_values.with_columns(pl.col("k").cast(table.schema["k"])), on=keys, how="left"
         )
     return table.sort(keys)
 
