@@ -233,7 +233,8 @@ def test_a_checkpoint_of_another_run_is_not_resumed(beauty_slice, tmp_path):
 
 # lr .05 on 250 users: the validation stalls, the rate halves, and a later epoch is the best; the rate keeps
 # halving, so the run stops early and its best epoch is not its last. Float rounding moves the best epoch: with 8
-# epochs and patience 8 an AVX2 CPU ended on it (8 of 8), which tests nothing; here it is epoch 8 of 12 there.
+# epochs and patience 8 an AVX2 CPU ended on it (8 of 8), which tests nothing; with these settings it stops at 12
+# there, best epoch 8.
 REFIT = {**SMALL, "lr": 0.05, "lr_decay_factor": 0.5, "lr_decay_patience": 1, "max_epochs": 16, "patience": 4}
 
 
