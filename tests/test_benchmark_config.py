@@ -158,6 +158,30 @@ def test_one_stage_training_reads_the_tokenizer_and_its_inputs(tmp_path):
     # (two-stage runs read no tokenizer: test_tokenizer_seed_follows_each_run_or_is_one_fixed_seed)
 
 
+def test_an_empty_ablation_list_drops_a_config_files_ablations_and_their_dataset_check():
+    # comparison.yaml's ablations name scientific-mm, which is not configured here; with no ablation variants
+    # nothing runs there, so that is no error, and only the main variants x seeds are planned
+    result = dry_run(
+        "--configfile", str(COMPARISON), "--config", "datasets=[beauty]", 'train={"ablations":{"variants":[]}}'
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    counts = job_counts(result.stdout)
+    assert counts["train"] == counts["evaluate"] == 3 * 3  # sasrec, sasrec-mm, bbqrec x seeds 0-2
+    assert counts["quantize"] == 3  # bbq per seed; no bbq-no-club or bbq-no-behavior
+    assert "bbqrec-no-club" not in result.stdout and "bbqrec-cosine" not in result.stdout
+
+
+def test_null_ablations_in_a_config_file_run_none(tmp_path):
+    config = yaml.safe_load(COMPARISON.read_text())
+    config["train"]["ablations"] = None
+    validate(config, schema=str(REPO / "workflow" / "schemas" / "config.schema.yaml"))
+    path = tmp_path / "no_ablations.yaml"
+    path.write_text(yaml.safe_dump(config))
+    result = dry_run("--configfile", str(path))
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert job_counts(result.stdout)["train"] == 4 * 3 * 3
+
+
 def test_ablations_on_a_dataset_that_is_not_configured_is_an_error_naming_the_key():
     result = dry_run(
         "--configfile", str(COMPARISON), "--config", "datasets=[beauty]"
