@@ -4,6 +4,7 @@ and the errors on bad input."""
 
 from __future__ import annotations
 
+import shutil
 import subprocess
 import sys
 
@@ -162,7 +163,7 @@ def gift_cards_left_out(prepared, shared_data, repo_root):
         .join(pl.read_parquet(everyone / "users.parquet").select("user_id", pl.col("source_id").alias("user")), on="user_id")
         .sort("user_id", "position")
         .group_by("user", maintain_order=True)
-        .agg("item")
+        .agg("item", "timestamp")
     )
     return out, users, items, left_out, whole
 
@@ -173,10 +174,12 @@ def test_the_left_out_users_are_the_others_with_their_catalogue_items_in_time_or
     assert set(left_out["user"]) == set(whole["user"]) - set(users["source_id"])
     source_of = dict(zip(items["item_id"], items["source_id"]))
     expected = dict(zip(whole["user"], whole["item"]))
+    expected_times = dict(zip(whole["user"], whole["timestamp"]))
     catalogue = set(items["source_id"])
-    for user, item_ids in left_out.iter_rows():
+    for user, item_ids, times in left_out.iter_rows():
         # the same order as the full preparation gives them, items outside this catalogue skipped
         assert [source_of[i] for i in item_ids] == [i for i in expected[user] if i in catalogue]
+        assert times == [t for i, t in zip(expected[user], expected_times[user]) if i in catalogue]
     assert left_out["items"].list.len().min() >= 1 and left_out["items"].list.len().max() <= 9
 
 
@@ -191,7 +194,7 @@ def test_left_out_users_get_lists_after_their_own_items(gift_cards_left_out, rep
     assert theirs["user"].unique(maintain_order=True).to_list() == left_out["user"].to_list()
     assert theirs.height == 420 * 10
     with torch.no_grad():  # brute force: the last max_len items as history, every item of theirs at -inf
-        for user, item_ids in left_out.head(30).iter_rows():
+        for user, item_ids, _ in left_out.head(30).iter_rows():
             scores = model.score(torch.tensor([item_ids[-5:]]))[0]
             scores[torch.tensor(item_ids)] = float("-inf")
             assert theirs.filter(pl.col("user") == user)["item_id"].to_list() == torch.topk(scores, 10).indices.tolist()
@@ -239,9 +242,9 @@ def test_a_left_out_user_without_catalogue_items_has_an_empty_list(gift_cards_co
     whole = gift_cards_left_out[-1]  # every user's source items, from a preparation that keeps them all
     assert (users.height, items.height, left_out.height) == (150, 67, 308)
     catalogue = set(items["source_id"])
-    expected = {user: [i for i in had if i in catalogue] for user, had in whole.iter_rows() if user not in set(users["source_id"])}
+    expected = {user: [i for i in had if i in catalogue] for user, had, _ in whole.iter_rows() if user not in set(users["source_id"])}
     source_of = dict(zip(items["item_id"], items["source_id"]))
-    assert {user: [source_of[i] for i in item_ids] for user, item_ids in left_out.iter_rows()} == expected
+    assert {user: [source_of[i] for i in item_ids] for user, item_ids, _ in left_out.iter_rows()} == expected
     assert (left_out["items"].list.len() == 0).sum() == 16
 
 
@@ -323,7 +326,7 @@ def test_events_of_the_left_out_users_give_their_histories_and_lists(gift_cards_
     shuffled = theirs.sample(fraction=1.0, shuffle=True, seed=0)
     assert shuffled["timestamp"].to_list() != theirs["timestamp"].to_list()
     histories = event_histories(theirs, items)
-    assert histories.equals(left_out)  # the left_out_users stage reads the source through its adapter
+    assert histories.equals(left_out.drop("timestamps"))  # the left_out_users stage reads the source through its adapter
     reordered = dict(event_histories(shuffled, items).iter_rows())
     tied = set(theirs.filter(pl.len().over("user", "timestamp") > 1)["user"])  # there the file order decides
     assert 0 < len(tied) < histories.height
@@ -380,11 +383,52 @@ def test_known_users_continue_their_prepared_sequence(gift_cards_left_out):
         _assert_same_lists(by_user[user], frame)
 
 
+def _as_events(histories: pl.DataFrame, items: pl.DataFrame) -> pl.DataFrame:
+    """user, item (source id), timestamp: one event per item of `histories` (user, items, timestamps)."""
+    return (
+        histories.select("user", "items", "timestamps")
+        .explode("items", "timestamps")
+        .drop_nulls()
+        .join(items.select(pl.col("item_id").alias("items"), pl.col("source_id").alias("item")), on="items",
+              maintain_order="left")
+        .select("user", "item", pl.col("timestamps").alias("timestamp"))
+    )
+
+
+def test_left_out_users_continue_their_items(gift_cards_left_out):
+    out, users, items, left_out, _ = gift_cards_left_out
+    interactions = pl.read_parquet(out / "interactions.parquet")
+    # What left_out_users.parquet held a while ago (each left-out user's last 2 items not yet there), and those 2
+    # as new events, latest first in the file (the timestamps decide; equal ones keep the file order, so these do)
+    earlier = (pl.col("items").list.len() - 2).clip(lower_bound=0)
+    before = left_out.with_columns(pl.col("items", "timestamps").list.head(earlier))
+    events = _as_events(left_out.with_columns(pl.col("items", "timestamps").list.tail(2)), items)
+    events = events.sort("timestamp", descending=True, maintain_order=True)
+    assert before["items"].list.len().sum() + events.height == left_out["items"].list.len().sum()
+    known = prepared_histories(interactions, users, before)
+    assert known.height == users.height + left_out.height
+    continued = event_histories(events, items, known)
+    assert dict(continued.iter_rows()) == dict(left_out.select("user", "items").iter_rows())
+    # everything they did, given again: each event is one the file holds (same item and time), so none is added
+    again = _as_events(left_out, items)
+    marked = mark_prepared_events(again, interactions, users, items, left_out)
+    assert marked["prepared"].all()
+    assert dict(event_histories(marked, items, prepared_histories(interactions, users, left_out)).iter_rows()) == dict(
+        left_out.select("user", "items").iter_rows()
+    )
+    # a file without timestamps (an older version's) still continues them, but cannot recognise a repeat
+    assert not mark_prepared_events(again, interactions, users, items, left_out.drop("timestamps"))["prepared"].any()
+
+
 def test_events_outside_the_catalogue_are_skipped_and_a_user_with_none_gets_the_popular_items(
     gift_cards_cold, gift_cards_events, repo_root, tmp_path
 ):
-    out, users, items, left_out = gift_cards_cold
+    prepared_dir, users, items, left_out = gift_cards_cold
     path, raw = gift_cards_events
+    # the prepared data as the workflow leaves it: with left_out_users.parquet (its users are known too)
+    out = tmp_path / "data"
+    shutil.copytree(prepared_dir, out)
+    left_out.write_parquet(out / "left_out_users.parquet")
     # an untrained model saved as a train run would save it
     model = _model(items.height, max_len=5)
     model_path = tmp_path / "model.pt"
@@ -392,26 +436,38 @@ def test_events_outside_the_catalogue_are_skipped_and_a_user_with_none_gets_the_
     interactions = pl.read_parquet(out / "interactions.parquet")
     expected = next_item_lists(model, interactions, users, items, k=10, left_out=left_out)
     outside = raw.join(items.select(pl.col("source_id").alias("item")), on="item", how="anti").height
-    for known_users, already in (("replace", 0), ("extend", interactions.height)):
+    theirs = int(left_out["items"].list.len().sum())  # the left-out users' events in the catalogue
+    for known_users, already in (("replace", 0), ("extend", interactions.height + theirs)):
         lists_path = tmp_path / f"lists-{known_users}.parquet"
-        result = subprocess.run(
-            [sys.executable, str(repo_root / "workflow" / "scripts" / "recommend_events.py"), "--model",
-             str(model_path), "--variant", "sasrec", "--data", str(out), "--events", str(path), "--known-users",
-             known_users, "--k", "10", "--out", str(lists_path)],
-            capture_output=True, text=True,
-        )
+        result = _recommend_events(repo_root, model_path, out, path, lists_path, "--known-users", known_users)
         assert result.returncode == 0, result.stderr
         lists = pl.read_parquet(lists_path)
         # The whole source replayed: every user, the prepared ones with their own sequence (the source's reviews in
         # the catalogue), and the 16 users whose items k_core cut entirely with the popularity list. With `extend`
-        # every prepared interaction is in the file too (same item and time): skipped, not counted twice.
+        # every interaction of the data is in the file too (same item and time): skipped, not counted twice.
         assert lists["user"].n_unique() == 458
         assert lists.filter(pl.col("ranked_by") == "popularity")["user"].n_unique() == 16
         _assert_same_lists(lists.sort("user", "rank"), expected.drop("user_id").sort("user", "rank"))
         assert (
-            f"{raw.height} events of 458 users (150 known to the dataset; {already} events already in it and "
-            f"{outside} with items outside the catalogue, skipped)"
+            f"{raw.height} events of 458 users (150 known to the dataset, 308 more left out by its preparation; "
+            f"{already} events already in it and {outside} with items outside the catalogue, skipped)"
         ) in result.stderr
+    # An older version's left_out_users.parquet (no timestamps): their events repeat what it holds, and a warning
+    # says so and how to mend it.
+    left_out.drop("timestamps").write_parquet(out / "left_out_users.parquet")
+    result = _recommend_events(repo_root, model_path, out, path, tmp_path / "old.parquet")
+    assert result.returncode == 0, result.stderr
+    assert f"{interactions.height} events already in it" in result.stderr
+    assert "has no timestamps (an older version wrote it)" in result.stderr
+    assert "snakemake -R left_out_users" in result.stderr
+
+
+def _recommend_events(repo_root, model_path, data, events, out, *options) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, str(repo_root / "workflow" / "scripts" / "recommend_events.py"), "--model", str(model_path),
+         "--variant", "sasrec", "--data", str(data), "--events", str(events), "--k", "10", "--out", str(out), *options],
+        capture_output=True, text=True,
+    )
 
 
 def test_bad_events_name_the_file_line_and_column(gift_cards_left_out, gift_cards_events, repo_root, tmp_path):

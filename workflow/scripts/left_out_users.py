@@ -2,8 +2,9 @@
 
 A user with fewer than `min_seq_len` interactions (or dropped by `k_core`) has no leave-one-out split, so no part
 in training or evaluation; a trained model can still rank items after what the user did. Writes `--out`
-(user: source id, items: list<i32> of item_ids in time order), one row per such user with at least one item of
-items.parquet; read by the recommend stage. Same ordering and duplicates handling as prepare_data.
+(user: source id, items: list<i32> of item_ids in time order, timestamps: list<i64>, their times), one row per
+such user, an empty list for one with no item of items.parquet; read by the recommend stage and by
+recommend_events.py. Same ordering and duplicates handling as prepare_data.
 """
 
 from __future__ import annotations

@@ -2,10 +2,10 @@
 
 Reads `--events` (CSV or Parquet: user and item source ids, as in users.parquet / items.parquet, and a timestamp
 unless `--timestamp-column ""`) and writes `--out` (user, rank, item_id, item, score, ranked_by), the top `--k`
-items after each user's events, users in order of first appearance. A user the dataset knows (users.parquet)
-continues their prepared sequence (`--known-users extend`, the default; an event with the same item and timestamp
-as one of their prepared interactions is already there and skipped) or starts afresh with the file's events
-(`replace`). Items outside the catalogue are skipped; a user left with no item of it gets the most popular
+items after each user's events, users in order of first appearance. A user the dataset knows (users.parquet, or
+left_out_users.parquet: too few interactions for a split) continues their sequence (`--known-users extend`, the
+default; an event with the same item and timestamp as one of their interactions is already there and skipped) or
+starts afresh with the file's events (`replace`). Items outside the catalogue are skipped; a user left with no item of it gets the most popular
 items (`ranked_by` = popularity) unless `--cold-users skip`.
 
     python workflow/scripts/recommend_events.py --model results/<ds>/train/bbqrec/seed0/model.pt \\
@@ -55,6 +55,7 @@ def main(argv=None) -> int:
         mark_prepared_events,
         prepared_histories,
         read_events,
+        read_left_out_users,
     )
     from bbqrec.io import InputError, provenance, write_parquet
     from bbqrec.training import load_trained_model
@@ -75,10 +76,16 @@ def main(argv=None) -> int:
             raise InputError(f"--k: expected 1..{model.config.n_items} (the number of items), got {args.k}")
         interactions = pl.read_parquet(data / "interactions.parquet")
         users, items = pl.read_parquet(data / "users.parquet"), pl.read_parquet(data / "items.parquet")
-        known = None
+        known, left_out = None, read_left_out_users(data / "left_out_users.parquet")
         if args.known_users == "extend":  # what the data already holds is not repeated (same item and time)
-            known = prepared_histories(interactions, users)
-            events = mark_prepared_events(events, interactions, users, items)
+            if left_out is not None and "timestamps" not in left_out.columns:
+                logging.warning(
+                    "%s has no timestamps (an older version wrote it): events of its users that repeat what it holds "
+                    "are counted twice; rerun its rule to mend (snakemake -R left_out_users)",
+                    data / "left_out_users.parquet",
+                )
+            known = prepared_histories(interactions, users, left_out)
+            events = mark_prepared_events(events, interactions, users, items, left_out)
         histories = event_histories(events, items, known)
         lists = history_lists(
             model, histories, interactions, items, k=args.k, exclude_history=not args.keep_history,
@@ -93,11 +100,12 @@ def main(argv=None) -> int:
     write_parquet(lists, Path(args.out), metadata={"provenance": provenance(run)})
     outside = events.join(items.select(pl.col("source_id").alias("item")), on="item", how="anti").height
     known_users = events.join(users.select(pl.col("source_id").alias("user")), on="user", how="semi")["user"].n_unique()
+    left_out_users = 0 if left_out is None else events.join(left_out, on="user", how="semi")["user"].n_unique()
     already = int(events["prepared"].sum()) if "prepared" in events.columns else 0
     logging.info(
-        "%d events of %d users (%d known to the dataset; %d events already in it and %d with items outside the "
-        "catalogue, skipped); %d users with the most popular items -> %s",
-        events.height, histories.height, known_users, already, outside,
+        "%d events of %d users (%d known to the dataset, %d more left out by its preparation; %d events already in "
+        "it and %d with items outside the catalogue, skipped); %d users with the most popular items -> %s",
+        events.height, histories.height, known_users, left_out_users, already, outside,
         lists.filter(pl.col("ranked_by") == "popularity")["user"].n_unique(), args.out,
     )
     return 0

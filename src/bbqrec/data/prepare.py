@@ -166,7 +166,9 @@ def left_out_histories(
     dataset_cfg: dict[str, Any], data_root: Path, users: pl.DataFrame, items: pl.DataFrame, **prepare_options: Any
 ) -> pl.DataFrame:
     """The users that the preparation left out, with what they did in the prepared catalogue: `user` (source id),
-    `items` (list<i32> of item_ids in time order), one row per left-out user, in source order.
+    `items` (list<i32> of item_ids in time order), `timestamps` (list<i64>, each item's time, null where the source
+    has none; with them recommend_events.py knows an event it is given again), one row per left-out user, in source
+    order.
 
     users / items: the prepared users.parquet / items.parquet. A user is left out by `min_seq_len` or `k_core`
     (too few interactions for a leave-one-out split); a trained model can still rank items after those it has.
@@ -182,10 +184,13 @@ def left_out_histories(
         .join(items.select(pl.col("source_id").alias("item"), "item_id"), on="item", how="left")
         .sort("timestamp", "source_row")
         .group_by("user", maintain_order=True)
-        .agg(pl.col("item_id").drop_nulls().cast(pl.Int32).alias("items"))
+        .agg(
+            pl.col("item_id").drop_nulls().cast(pl.Int32).alias("items"),
+            pl.col("timestamp").filter(pl.col("item_id").is_not_null()).cast(pl.Int64).alias("timestamps"),
+        )
         .join(raw.users.select("user", "order"), on="user")
         .sort("order")
-        .select("user", "items")
+        .select("user", "items", "timestamps")
     )
 
 

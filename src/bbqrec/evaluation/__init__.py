@@ -10,6 +10,7 @@ from bbqrec.evaluation.next_items import (
     next_item_lists,
     prepared_histories,
     read_events,
+    read_left_out_users,
 )
 from bbqrec.evaluation.ranking import EvalSet, UserHistories, recommend, target_ranks
 
@@ -27,6 +28,7 @@ __all__ = [
     "per_user_metrics",
     "prepared_histories",
     "read_events",
+    "read_left_out_users",
     "recall_at_k",
     "recommend",
     "target_ranks",

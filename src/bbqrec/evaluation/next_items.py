@@ -87,26 +87,60 @@ def history_lists(
     return lists.drop("user_id")
 
 
-def prepared_histories(interactions: pl.DataFrame, users: pl.DataFrame) -> pl.DataFrame:
-    """user (source id), items: every prepared user's whole sequence (interactions.parquet, users.parquet)."""
-    return (
+def prepared_histories(
+    interactions: pl.DataFrame, users: pl.DataFrame, left_out: pl.DataFrame | None = None
+) -> pl.DataFrame:
+    """user (source id), items: every prepared user's whole sequence (interactions.parquet, users.parquet), then,
+    with `left_out` (left_out_users.parquet: user, items), the users the preparation left out with their items."""
+    histories = (
         _sequences(interactions, "interactions.parquet")
         .join(_user_names(users), on="user_id")
         .select("user", pl.col("items").cast(pl.List(pl.Int32)))
     )
+    if left_out is None:
+        return histories
+    check_columns(left_out, ("user", "items"), "left_out_users.parquet")
+    return pl.concat([histories, left_out.select("user", pl.col("items").cast(pl.List(pl.Int32)))])
+
+
+def read_left_out_users(path: str | Path) -> pl.DataFrame | None:
+    """left_out_users.parquet (user, items and, since it has them, timestamps), or None where the workflow has not
+    written it (a preparation run outside it)."""
+    path = Path(path)
+    if not path.exists():
+        return None
+    left_out = pl.read_parquet(path)
+    check_columns(left_out, ("user", "items"), str(path))
+    return left_out
 
 
 def mark_prepared_events(
-    events: pl.DataFrame, interactions: pl.DataFrame, users: pl.DataFrame, items: pl.DataFrame
+    events: pl.DataFrame,
+    interactions: pl.DataFrame,
+    users: pl.DataFrame,
+    items: pl.DataFrame,
+    left_out: pl.DataFrame | None = None,
 ) -> pl.DataFrame:
     """The events (`read_events`) with a column `prepared`: true for an event of a known user with the same item and
     timestamp as one of their interactions, which `event_histories` then skips, so that a file repeating what the
-    data holds does not count it twice. Without timestamps (in the events or the dataset) none is marked."""
+    data holds does not count it twice. `left_out` (left_out_users.parquet: user, items, timestamps): the users the
+    preparation left out are known too (a file without `timestamps`, from before it had them: none of theirs is
+    marked). Without timestamps (in the events or the dataset) none is marked."""
     if events["timestamp"].null_count() or interactions["timestamp"].null_count():
         return events.with_columns(prepared=pl.lit(False))
     held = (
         interactions.join(_user_names(users), on="user_id")
-        .join(_item_names(items), on="item_id")
+        .select("user", "item_id", pl.col("timestamp").cast(pl.Int64))
+    )
+    if left_out is not None and "timestamps" in left_out.columns:
+        theirs = (
+            left_out.select("user", pl.col("items").alias("item_id"), pl.col("timestamps").alias("timestamp"))
+            .explode("item_id", "timestamp")
+            .drop_nulls()  # a user with no item of the catalogue: one null row
+        )
+        held = pl.concat([held, theirs], how="vertical_relaxed")
+    held = (
+        held.join(_item_names(items), on="item_id")
         .select("user", "item", "timestamp")
         .unique()
         .with_columns(prepared=pl.lit(True))
