@@ -5,8 +5,8 @@ unless `--timestamp-column ""`) and writes `--out` (user, rank, item_id, item, s
 items after each user's events, users in order of first appearance. A user the dataset knows (users.parquet, or
 left_out_users.parquet: too few interactions for a split) continues their sequence (`--known-users extend`, the
 default; an event with the same item and timestamp as one of their interactions is already there and skipped) or
-starts afresh with the file's events (`replace`). Items outside the catalogue are skipped; a user left with no item of it gets the most popular
-items (`ranked_by` = popularity) unless `--cold-users skip`.
+starts afresh with the file's events (`replace`). Items outside the catalogue are skipped; a user left with no
+item of it gets the most popular items (`ranked_by` = popularity) unless `--cold-users skip`.
 
     python workflow/scripts/recommend_events.py --model results/<ds>/train/bbqrec/seed0/model.pt \\
         --variant bbqrec --data results/<ds>/data --events today.csv --out today_lists.parquet

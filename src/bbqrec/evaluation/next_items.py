@@ -104,8 +104,8 @@ def prepared_histories(
 
 
 def read_left_out_users(path: str | Path) -> pl.DataFrame | None:
-    """left_out_users.parquet (user, items and, since it has them, timestamps), or None where the workflow has not
-    written it (a preparation run outside it)."""
+    """left_out_users.parquet (user, items; timestamps where this version wrote it), or None where the workflow has
+    not written it (data prepared outside it)."""
     path = Path(path)
     if not path.exists():
         return None
