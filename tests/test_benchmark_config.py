@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import shlex
 
+import pytest
 import yaml
 from snakemake.utils import validate
 from workflow_runs import REPO, copy_workflow, dry_run, job_counts, snakemake
@@ -158,11 +159,12 @@ def test_one_stage_training_reads_the_tokenizer_and_its_inputs(tmp_path):
     # (two-stage runs read no tokenizer: test_tokenizer_seed_follows_each_run_or_is_one_fixed_seed)
 
 
-def test_an_empty_ablation_list_drops_a_config_files_ablations_and_their_dataset_check():
+@pytest.mark.parametrize("empty", ["variants", "seeds"])
+def test_an_empty_ablation_list_drops_a_config_files_ablations_and_their_dataset_check(empty):
     # comparison.yaml's ablations name scientific-mm, which is not configured here; with no ablation variants
-    # nothing runs there, so that is no error, and only the main variants x seeds are planned
+    # (or seeds) nothing runs there, so that is no error, and only the main variants x seeds are planned
     result = dry_run(
-        "--configfile", str(COMPARISON), "--config", "datasets=[beauty]", 'train={"ablations":{"variants":[]}}'
+        "--configfile", str(COMPARISON), "--config", "datasets=[beauty]", f'train={{"ablations":{{"{empty}":[]}}}}'
     )
     assert result.returncode == 0, result.stdout + result.stderr
     counts = job_counts(result.stdout)

@@ -83,8 +83,12 @@ for _name, _dataset in DATASET_CONFIGS.items():
             f"config/datasets/{_name}.yaml (quantize/train overrides)", err
         )
 _ablations = config["train"].get("ablations")
-# No ablation variants: no ablation runs, so their datasets need not be configured.
-if _ablations and _ablations["variants"]:
+# Ablation datasets must be configured, unless the ablations run nothing (no variants or no seeds).
+if (
+    _ablations
+    and _ablations["variants"]
+    and _ablations.get("seeds", config["train"]["seeds"])
+):
     _unknown = sorted(set(_ablations.get("datasets", [])) - set(DATASETS))
     if _unknown:
         raise WorkflowError(
