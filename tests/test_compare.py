@@ -24,6 +24,11 @@ def metrics_rows(variant, seed, recall10):
             "value": recall10}
 
 
+def user_row(variant, seed, user_id, value, metric="recall", split="test"):
+    return {"dataset": "d", "variant": variant, "seed": seed, "split": split, "user_id": user_id, "metric": metric,
+            "k": 10, "value": float(value)}
+
+
 def test_mean_std_gain_and_paired_wilcoxon():
     metrics = pl.DataFrame(
         [metrics_rows("sasrec", 0, 0.10), metrics_rows("sasrec", 1, 0.12),
@@ -35,10 +40,8 @@ def test_mean_std_gain_and_paired_wilcoxon():
     ours = {1: 1, 2: 1, 3: 1, 4: 1, 5: 1, 6: 1, 7: 0}
     users = []
     for seed in (0, 1):
-        users += [{"dataset": "d", "variant": "sasrec", "seed": seed, "user_id": u, "metric": "recall", "k": 10,
-                   "value": float(v)} for u, v in base.items()]
-        users += [{"dataset": "d", "variant": "bbqrec", "seed": seed, "user_id": u, "metric": "recall", "k": 10,
-                   "value": float(v)} for u, v in ours.items()]
+        users += [user_row("sasrec", seed, u, v) for u, v in base.items()]
+        users += [user_row("bbqrec", seed, u, v) for u, v in ours.items()]
     table = comparison_table(metrics, pl.DataFrame(users))
     ours_row = table.filter(pl.col("variant") == "bbqrec").row(0, named=True)
     assert ours_row["mean"] == pytest.approx(0.135)
@@ -54,6 +57,39 @@ def test_mean_std_gain_and_paired_wilcoxon():
     assert "| `bbqrec` | 2 | 0.1350 ± 0.0071 | +22.7% |" in text
 
 
+def test_each_split_is_compared_on_its_own_rows():
+    # The same two runs on both splits: bbqrec wins on the test split, loses on the validation split.
+    metrics = pl.DataFrame(
+        [{**metrics_rows(variant, 0, value), "split": split}
+         for split, values in (("test", (0.10, 0.20)), ("valid", (0.30, 0.15)))
+         for variant, value in zip(("sasrec", "bbqrec"), values)]
+    )
+    hits = {("test", "sasrec"): [0, 0, 1, 0, 1], ("test", "bbqrec"): [1, 1, 1, 1, 0],
+            ("valid", "sasrec"): [1, 1, 0, 1, 1], ("valid", "bbqrec"): [0, 1, 0, 0, 0]}
+    users = pl.DataFrame(
+        [user_row(variant, 0, u, v, split=split)
+         for (split, variant), values in hits.items() for u, v in enumerate(values, start=1)]
+    )
+    for split, (base, ours) in (("test", (0.10, 0.20)), ("valid", (0.30, 0.15))):
+        table = comparison_table(metrics, users, baselines={"sasrec": ""}, split=split)
+        assert set(table["split"]) == {split}
+        row = table.filter(pl.col("variant") == "bbqrec").row(0, named=True)
+        assert row["mean"] == ours and row["gain"] == pytest.approx(ours / base - 1)
+        diff = [o - b for b, o in zip(hits[split, "sasrec"], hits[split, "bbqrec"])]
+        assert row["p_value"] == pytest.approx(wilcoxon(diff, zero_method="wilcox").pvalue)
+    # test: +1 +1 0 +1 -1; validation: -1 0 0 -1 -1 (the other split's users would give other p-values)
+    assert diff == [-1, 0, 0, -1, -1]
+    only_sasrec = {"sasrec": ""}
+    assert markdown(table, ["sasrec", "bbqrec"], baselines=only_sasrec).startswith(
+        "# Comparison (validation split, full ranking"
+    )
+    both = pl.concat([table, comparison_table(metrics, users, only_sasrec, split="test")])
+    with pytest.raises(InputError, match=r"rows of one split of \['test', 'valid'\], got \['test', 'valid'\]"):
+        markdown(both.sort("split"), ["bbqrec"], baselines=only_sasrec)
+    with pytest.raises(InputError, match=r"per-user metrics: expected a `split` column .*got columns \['dataset'"):
+        comparison_table(metrics, users.drop("split"))
+
+
 def test_every_variant_is_also_tested_against_sasrec_mm():
     metrics = pl.DataFrame(
         [metrics_rows("sasrec", 0, 0.10), metrics_rows("sasrec-mm", 0, 0.12), metrics_rows("bbqrec", 0, 0.15)]
@@ -62,7 +98,7 @@ def test_every_variant_is_also_tested_against_sasrec_mm():
     multimodal = {1: 1, 2: 0, 3: 0, 4: 1, 5: 0, 6: 0}
     ours = {1: 1, 2: 1, 3: 1, 4: 0, 5: 1, 6: 1}
     users = [
-        {"dataset": "d", "variant": variant, "seed": 0, "user_id": u, "metric": "recall", "k": 10, "value": float(v)}
+        user_row(variant, 0, u, v)
         for variant, values in (("sasrec", base), ("sasrec-mm", multimodal), ("bbqrec", ours))
         for u, v in values.items()
     ]
@@ -89,14 +125,10 @@ def test_a_one_seed_row_is_compared_with_the_baselines_same_seed():
     base = {0: {1: 0, 2: 1, 3: 0, 4: 0}, 1: {1: 1, 2: 1, 3: 1, 4: 0}, 2: {1: 1, 2: 1, 3: 0, 4: 1}}
     ablation = {1: 1, 2: 0, 3: 1, 4: 1}
     users = [
-        {"dataset": "d", "variant": "sasrec", "seed": seed, "user_id": u, "metric": "recall", "k": 10, "value": float(v)}
+        user_row("sasrec", seed, u, v)
         for seed, values in base.items()
         for u, v in values.items()
-    ] + [
-        {"dataset": "d", "variant": "bbqrec-no-club", "seed": 0, "user_id": u, "metric": "recall", "k": 10,
-         "value": float(v)}
-        for u, v in ablation.items()
-    ]
+    ] + [user_row("bbqrec-no-club", 0, u, v) for u, v in ablation.items()]
     row = comparison_table(metrics, pl.DataFrame(users)).filter(pl.col("variant") == "bbqrec-no-club").row(0, named=True)
     assert row["seeds"] == 1 and row["mean"] == pytest.approx(0.12)
     assert row["gain"] == pytest.approx(0.12 / 0.10 - 1)  # not 0.12 / 0.14 - 1 (the 3-seed mean)
@@ -114,8 +146,7 @@ def test_the_seed_p_value_is_welchs_t_test_over_the_seeds_both_rows_have():
         + [metrics_rows("sasrec", seed, value) for seed, value in enumerate((0.09, 0.10, 0.11, 0.30))]
     )
     users = pl.DataFrame(
-        [{"dataset": "d", "variant": variant, "seed": seed, "user_id": u, "metric": "recall", "k": 10,
-          "value": float((u + seed) % 2)}
+        [user_row(variant, seed, u, (u + seed) % 2)
          for variant in ("sasrec", "bbqrec") for seed in range(4 if variant == "sasrec" else 3) for u in range(4)]
     )
     row = comparison_table(metrics, users).filter(pl.col("variant") == "bbqrec").row(0, named=True)
@@ -171,8 +202,7 @@ def test_comparison_by_popularity_is_the_table_within_each_bucket():
     base = {0: [0, 0, 0, 1, 1, 1, 0, 1], 1: [0, 0, 1, 0, 1, 1, 1, 1]}
     ours = {0: [1, 1, 0, 1, 1, 0, 0, 1], 1: [1, 0, 1, 1, 1, 1, 0, 1]}
     users = pl.DataFrame(
-        [{"dataset": "d", "variant": variant, "seed": seed, "user_id": u + 1, "metric": "ndcg", "k": 10,
-          "value": float(v)}
+        [user_row(variant, seed, u + 1, v, "ndcg")
          for variant, values in (("sasrec", base), ("bbqrec", ours))
          for seed, row in values.items()
          for u, v in enumerate(row)]
@@ -189,6 +219,9 @@ def test_comparison_by_popularity_is_the_table_within_each_bucket():
     assert popular["mean"] == pytest.approx(0.625) and popular["std"] == pytest.approx(0.1767767, rel=1e-6)
     assert popular["gain"] == pytest.approx(0.625 / 0.875 - 1)
     assert popular["p_value"] == pytest.approx(wilcoxon([0, -0.5, -0.5, 0], zero_method="wilcox").pvalue)
+    # the validation split's table is built the same way from its own rows
+    valid = comparison_by_popularity(users.with_columns(split=pl.lit("valid")), popularity, {"sasrec": ""}, "valid")
+    assert valid.equals(table.with_columns(split=pl.lit("valid")))
     # no gain over a baseline that scored 0 (bucket ">=20" with the roles swapped would be 0 / 0)
     swapped = comparison_by_popularity(
         users.with_columns(value=pl.when(pl.col("variant") == "sasrec").then(0.0).otherwise(pl.col("value"))),
@@ -216,8 +249,9 @@ def test_the_popularity_table_is_the_same_on_every_call(prepared):
     users = pl.concat(
         [
             popularity.select(
-                "dataset", "user_id", variant=pl.lit(variant), seed=pl.lit(seed), metric=pl.lit("ndcg"),
-                k=pl.lit(10), value=1.0 / (2.0 + ((pl.col("user_id") * (7 + seed) + len(variant)) % 13)).log(2),
+                "dataset", "user_id", variant=pl.lit(variant), seed=pl.lit(seed), split=pl.lit("test"),
+                metric=pl.lit("ndcg"), k=pl.lit(10),
+                value=1.0 / (2.0 + ((pl.col("user_id") * (7 + seed) + len(variant)) % 13)).log(2),
             )
             for variant in ("sasrec", "sasrec-mm", "bbqrec")
             for seed in (0, 1, 2)

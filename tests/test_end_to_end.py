@@ -53,16 +53,25 @@ def test_every_stage_writes_its_artifacts(basic_config_run):
     comparison = pl.read_parquet(results / "comparison.parquet")
     assert set(comparison["variant"]) == {"sasrec", "bbqrec"}
     assert "## gift-cards" in (results / "comparison.md").read_text()
-    # The same per bucket of the test target's training count: the buckets hold every test user once, and their
-    # users-weighted means give the overall mean (one seed).
+    # The same per bucket of the target's training count, for the test and the validation split: each split's
+    # buckets hold its users once, and their users-weighted means give that split's mean (one seed), which is the
+    # evaluate stage's.
     by_popularity = pl.read_parquet(results / "comparison_by_popularity.parquet")
-    test_users = pl.read_parquet(results / "gift-cards" / "data" / "test.parquet").height
-    for variant in ("sasrec", "bbqrec"):
-        ndcg10 = (pl.col("variant") == variant) & (pl.col("metric") == "ndcg") & (pl.col("k") == 10)
-        rows, overall = by_popularity.filter(ndcg10), comparison.filter(ndcg10)
-        assert rows["users"].sum() == test_users and rows["bucket"].is_unique().all()
-        assert (rows["users"] * rows["mean"]).sum() / test_users == pytest.approx(overall["mean"].item(), rel=1e-9)
-    assert "# By the test target's popularity" in (results / "comparison.md").read_text()
+    for split in ("valid", "test"):
+        n_users = pl.read_parquet(results / "gift-cards" / "data" / f"{split}.parquet").height
+        for variant in ("sasrec", "bbqrec"):
+            ndcg10 = (pl.col("split") == split) & (pl.col("variant") == variant) & (pl.col("metric") == "ndcg") & (
+                pl.col("k") == 10
+            )
+            rows, overall = by_popularity.filter(ndcg10), comparison.filter(ndcg10)
+            assert rows["users"].sum() == n_users and rows["bucket"].is_unique().all()
+            assert (rows["users"] * rows["mean"]).sum() / n_users == pytest.approx(overall["mean"].item(), rel=1e-9)
+            evaluated = pl.read_parquet(results / "gift-cards" / "eval" / variant / "seed0" / "metrics.parquet")
+            assert overall["mean"].item() == evaluated.filter(ndcg10)["value"].item()
+    markdown = (results / "comparison.md").read_text()
+    assert markdown.index("# Comparison (test split") < markdown.index("# By the test target's popularity")
+    assert markdown.index("# By the test target's popularity") < markdown.index("# Comparison (validation split")
+    assert markdown.index("# Comparison (validation split") < markdown.index("# By the validation target's popularity")
     # The lists to serve (config recommend: bbqrec's first seed, top 20, without what each user has).
     lists = pl.read_parquet(results / "gift-cards" / "recommend" / "bbqrec" / "seed0" / "next_items.parquet")
     assert lists.height == 458 * 20 and lists["user"].null_count() == lists["item"].null_count() == 0

@@ -31,9 +31,11 @@ def test_metrics_by_hand():
 
 
 def test_user_metrics_frame_has_one_row_per_user_metric_and_k():
-    frame = user_metrics_frame(torch.tensor([7, 9]), torch.tensor([1, 3]), (1, 5))
-    assert frame.schema == pl.Schema({"user_id": pl.Int32, "metric": pl.String, "k": pl.Int32, "value": pl.Float64})
-    assert frame.height == 2 * 2 * 2
+    frame = user_metrics_frame(torch.tensor([7, 9]), torch.tensor([1, 3]), (1, 5), "valid")
+    assert frame.schema == pl.Schema(
+        {"user_id": pl.Int32, "split": pl.String, "metric": pl.String, "k": pl.Int32, "value": pl.Float64}
+    )
+    assert frame.height == 2 * 2 * 2 and set(frame["split"]) == {"valid"}
     assert frame.filter((pl.col("user_id") == 9) & (pl.col("k") == 5))["value"].to_list() == [1.0, 0.5]
 
 

@@ -143,7 +143,7 @@ def comparison(by_popularity: bool = False) -> pl.DataFrame:
                 for k in (5, 10, 20):
                     key = {"dataset": "d", "variant": variant, "seed": seed, "metric": metric, "k": k}
                     metrics.append(key | {"split": "test", "value": mean + 0.01 * seed})
-                    users += [key | {"user_id": u, "value": float((u * 7 + seed) % 10 < mean * 40)}
+                    users += [key | {"split": "test", "user_id": u, "value": float((u * 7 + seed) % 10 < mean * 40)}
                               for u in range(1, 30)]
     if by_popularity:
         popularity = pl.DataFrame({"dataset": "d", "user_id": range(1, 30)}).with_columns(
@@ -172,6 +172,11 @@ def test_comparison_page_bolds_the_best_and_tests_against_each_baseline_run(tmp_
     assert page.index(">sasrec<") < page.index(">sasrec-mm<") < page.index(">bbqrec<")  # config order
     plot_comparison(table, tmp_path / "c.svg", ["sasrec", "sasrec-mm", "bbqrec"])
     assert_svg(tmp_path / "c.svg")
+    # results/comparison.parquet also holds the validation split: the page and the chart show the test rows only
+    both = pl.concat([table.with_columns(split=pl.lit("valid"), mean=pl.col("mean") + 0.5), table])
+    assert comparison_html(both, ["sasrec", "sasrec-mm", "bbqrec"]) == page
+    plot_comparison(both, tmp_path / "both.svg", ["sasrec", "sasrec-mm", "bbqrec"])
+    assert (tmp_path / "both.svg").read_bytes() == (tmp_path / "c.svg").read_bytes()
 
 
 def test_comparison_page_has_a_table_per_popularity_bucket():
@@ -184,6 +189,9 @@ def test_comparison_page_has_a_table_per_popularity_bucket():
     row = f'<tr><td>0</td><td>9</td><td class="name">bbqrec</td><td>2</td>'
     assert row in page and page.index(row) < page.index("<td>&gt;=20</td><td>20</td>")
     assert f"{rare['mean']:.4f} ± {rare['std']:.4f}</td>" in page[page.index(row):]
+    valid_buckets = buckets.with_columns(split=pl.lit("valid"), mean=pl.col("mean") + 0.5)
+    both = pl.concat([valid_buckets, buckets])
+    assert comparison_html(table, ["sasrec", "sasrec-mm", "bbqrec"], by_popularity=both) == page
     assert comparison_html(table).count("<table>") == 2  # the section is optional
     with pytest.raises(InputError, match="comparison by popularity: expected the columns"):
         comparison_html(table, by_popularity=table)

@@ -54,7 +54,7 @@ def test_scripts_have_help(repo_root, name):
     assert "--out" in result.stdout
 
 
-def test_train_then_evaluate_write_the_artifacts(repo_root, data_slice, tmp_path):
+def test_train_then_evaluate_write_the_artifacts(repo_root, data_slice, tmp_path, capsys):
     train_dir, eval_dir = tmp_path / "train", tmp_path / "eval"
     common = ["--dataset", "beauty", "--variant", "sasrec", "--seed", "1", "--data", str(data_slice)]
     _script(repo_root, "train").main([*common, "--config-json", CONFIG, "--out", str(train_dir)])
@@ -73,10 +73,12 @@ def test_train_then_evaluate_write_the_artifacts(repo_root, data_slice, tmp_path
     valid_ndcg10 = metrics.filter((pl.col("split") == "valid") & (pl.col("metric") == "ndcg") & (pl.col("k") == 10))
     assert valid_ndcg10["value"].item() == pytest.approx(saved["best_valid_ndcg10"], abs=1e-12)
     user_metrics = pl.read_parquet(eval_dir / "user_metrics.parquet")
-    assert user_metrics.height == 300 * 6
-    test_ndcg = metrics.filter((pl.col("split") == "test") & (pl.col("metric") == "ndcg") & (pl.col("k") == 20))
-    per_user = user_metrics.filter((pl.col("metric") == "ndcg") & (pl.col("k") == 20))["value"].mean()
-    assert test_ndcg["value"].item() == pytest.approx(per_user)
+    assert user_metrics.height == 2 * 300 * 6  # splits x users x (metric, k)
+    for split in ("valid", "test"):  # each split's per-user rows average to its metric
+        ndcg20 = (pl.col("split") == split) & (pl.col("metric") == "ndcg") & (pl.col("k") == 20)
+        per_user = user_metrics.filter(ndcg20)
+        assert per_user["user_id"].n_unique() == 300
+        assert metrics.filter(ndcg20)["value"].item() == pytest.approx(per_user["value"].mean())
     recommendations = pl.read_parquet(eval_dir / "recommendations.parquet")
     assert recommendations.height == 300 * 10 and recommendations["item_id"].min() >= 1
 
@@ -107,6 +109,46 @@ def test_train_then_evaluate_write_the_artifacts(repo_root, data_slice, tmp_path
         _script(repo_root, "recommend").main(
             [*common[:3], "bbqrec", *common[4:], "--model", str(train_dir / "model.pt"), "--out", str(lists_path)]
         )
+
+    # The comparison of both splits from these files; compare finds a dataset's data by its folder's name.
+    (tmp_path / "beauty").mkdir()
+    (tmp_path / "beauty" / "data").symlink_to(data_slice)
+    out = {name: tmp_path / f"comparison{suffix}" for name, suffix in
+           (("table", ".parquet"), ("popularity", "_by_popularity.parquet"), ("markdown", ".md"))}
+
+    def compare(eval_dir):
+        _script(repo_root, "compare").main(
+            ["--eval-dirs", str(eval_dir), "--data-dirs", str(tmp_path / "beauty" / "data"), "--variants", "sasrec",
+             "--out-parquet", str(out["table"]), "--out-popularity", str(out["popularity"]),
+             "--out-markdown", str(out["markdown"])]
+        )
+        return pl.read_parquet(out["table"]), pl.read_parquet(out["popularity"])
+
+    table, buckets = compare(eval_dir)
+    keys = ["split", "metric", "k"]
+    assert table.select(*keys, "mean").sort(keys).equals(metrics.select(*keys, mean="value").sort(keys))
+    ndcg10 = (pl.col("metric") == "ndcg") & (pl.col("k") == 10)
+    for split in ("valid", "test"):  # each split's buckets: its 300 users, weighted means = the split's mean
+        rows = buckets.filter(ndcg10 & (pl.col("split") == split))
+        assert rows["users"].sum() == 300
+        mean = metrics.filter(ndcg10 & (pl.col("split") == split))["value"].item()
+        assert (rows["users"] * rows["mean"]).sum() / 300 == pytest.approx(mean, rel=1e-12)
+    assert "# By the validation target's popularity" in out["markdown"].read_text()
+    # A user_metrics.parquet of an older evaluate stage (test rows, no split column) still compares, with a warning.
+    old_dir = tmp_path / "eval-old"
+    shutil.copytree(eval_dir, old_dir)
+    user_metrics.filter(pl.col("split") == "test").drop("split").write_parquet(old_dir / "user_metrics.parquet")
+    capsys.readouterr()
+    old_table, old_buckets = compare(old_dir)
+    warning = capsys.readouterr().err  # the stage scripts log to stderr
+    assert "WARNING" in warning and "1 user_metrics.parquet without validation rows" in warning
+    assert str(old_dir) in warning and "snakemake -R evaluate" in warning
+    assert old_table.equals(table)  # one run: no p-values, and the means come from metrics.parquet
+    test_rows = pl.col("split") == "test"
+    assert old_buckets.filter(test_rows).equals(buckets.filter(test_rows))
+    assert old_buckets.filter(~test_rows).is_empty()  # no per-user validation rows to bucket
+    assert "# Comparison (validation split" in out["markdown"].read_text()
+    assert "# By the validation target's popularity" not in out["markdown"].read_text()
 
 
 def test_a_refit_trains_on_every_interaction_for_the_stopped_runs_epochs(repo_root, data_slice, tmp_path):

@@ -488,11 +488,11 @@ def get_eval_outputs():
 
 
 def get_compared_data():
-    """The training sequences and test targets of every dataset with a run: the compare stage counts each test
-    target's training interactions for its per-popularity table."""
+    """The training sequences and the validation and test targets of every dataset with a run: the compare stage
+    counts each target's training interactions for its per-popularity tables."""
     datasets = dict.fromkeys(d for d, _, _ in get_runs())
     return [
         f"results/{d}/data/{split}.parquet"
         for d in datasets
-        for split in ("train", "test")
+        for split in ("train", "valid", "test")
     ]

@@ -74,6 +74,7 @@ rule refit:
 rule evaluate:
     input:
         model="results/{dataset}/train/{variant}/seed{seed}/model.pt",
+        valid="results/{dataset}/data/valid.parquet",
         test="results/{dataset}/data/test.parquet",
     output:
         metrics="results/{dataset}/eval/{variant}/seed{seed}/metrics.parquet",

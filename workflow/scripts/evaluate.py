@@ -1,7 +1,7 @@
 """Stage evaluate: full-ranking leave-one-out evaluation of one trained model on valid and test.
 
 Writes metrics.parquet (dataset, variant, seed, split, metric, k, value; both splits),
-user_metrics.parquet (user_id, metric, k, value; test split) and recommendations.parquet
+user_metrics.parquet (user_id, split, metric, k, value; both splits) and recommendations.parquet
 (user_id, rank, item_id, score; top `recommend_k` for the test histories, by matmul or faiss).
 """
 
@@ -40,7 +40,7 @@ def main(argv=None):
     model = load_trained_model(args.model, args.variant, config.device)
     data, out = Path(args.data), Path(args.out)
     meta = {"provenance": provenance({"dataset": args.dataset, "variant": args.variant, "model": args.model}, args.seed)}
-    rows, test_ranks, test = [], None, None
+    rows, per_user, test = [], [], None
     for split in ("valid", "test"):
         frame = EvalSet.from_frame(pl.read_parquet(data / f"{split}.parquet"), model.config.max_len, str(data / f"{split}.parquet"))
         ranks = target_ranks(model, frame, config.eval_batch_size, config.exclude_history)
@@ -48,7 +48,8 @@ def main(argv=None):
             metric, k = name.split("@")
             rows.append({"split": split, "metric": metric, "k": int(k), "value": value})
             logging.info("%s %s %.5f", split, name, value)
-        test_ranks, test = ranks, frame
+        per_user.append(user_metrics_frame(frame.user_ids, ranks, config.ks, split))
+        test = frame
     metrics = pl.DataFrame(rows).select(
         pl.lit(args.dataset).alias("dataset"),
         pl.lit(args.variant).alias("variant"),
@@ -62,7 +63,7 @@ def main(argv=None):
         model, test, config.recommend_k, config.eval_batch_size, config.exclude_history, config.recommend_backend
     )
     write_parquet(metrics, out / "metrics.parquet", metadata=meta)
-    write_parquet(user_metrics_frame(test.user_ids, test_ranks, config.ks), out / "user_metrics.parquet", metadata=meta)
+    write_parquet(pl.concat(per_user), out / "user_metrics.parquet", metadata=meta)
     write_parquet(recommendations, out / "recommendations.parquet", metadata=meta)
 
 

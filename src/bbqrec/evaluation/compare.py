@@ -3,7 +3,7 @@
 Two baselines: `sasrec` (ID only) and `sasrec-mm` (the same continuous text/image inputs without codes or
 reweighting); beating the first alone proves little, so every variant is tested against both. A gain and its
 test use only the seeds that both rows have (an ablation run with seed 0 is compared with the baseline's seed 0,
-not with its 3-seed mean). The paired test compares a variant with a baseline user by user on the test split:
+not with its 3-seed mean). The paired test compares a variant with a baseline user by user on one split:
 per-user metrics are averaged over those seeds first (so a user counts once), then a two-sided Wilcoxon
 signed-rank test is run on the paired differences (zero differences dropped, as Wilcoxon's original procedure).
 Pairing a 1-seed row with a 3-seed mean would not do: the differences of a 0/1 hit against a mean of three are
@@ -18,6 +18,9 @@ give the same table to the last bit.
 
 The same table per bucket of the test target's popularity (how often it occurs in the training sequences): semantic
 IDs are meant to help the rare items, and the mean over all users is carried by the popular ones.
+Both tables exist for the validation split too (`split` "valid": the validation targets, per-user metrics of the
+same models): the split on which to look for where a variant wins or loses before a change is tried, so that the
+test split is read once, afterwards.
 """
 
 from __future__ import annotations
@@ -39,6 +42,13 @@ HEADLINE = (("recall", 10), ("ndcg", 10))
 METRIC_NAMES = {"recall": "Recall", "ndcg": "NDCG"}
 # Buckets of a test target's count in the training sequences: 0 (never seen in training), 1-4, 5-19, >= 20.
 POPULARITY_EDGES = (1, 5, 20)
+SPLITS = {"test": "test", "valid": "validation"}  # split -> its name in titles
+
+
+def _one_split(frame: pl.DataFrame, split: str, what: str) -> pl.DataFrame:
+    if "split" not in frame.columns:
+        raise InputError(f"{what}: expected a `split` column (one of {sorted(SPLITS)}), got columns {frame.columns}")
+    return frame.filter(pl.col("split") == split)
 
 
 def summarize(metrics: pl.DataFrame, by: Sequence[str] = ()) -> pl.DataFrame:
@@ -91,18 +101,23 @@ def seed_p_value(values: Sequence[float], base: Sequence[float]) -> float | None
 
 
 def comparison_table(
-    metrics: pl.DataFrame, user_metrics: pl.DataFrame, baselines: dict[str, str] = BASELINES, by: Sequence[str] = ()
+    metrics: pl.DataFrame,
+    user_metrics: pl.DataFrame,
+    baselines: dict[str, str] = BASELINES,
+    by: Sequence[str] = (),
+    split: str = "test",
 ) -> pl.DataFrame:
-    """Test-split summary per dataset (and `by`) and variant with, per baseline, the relative gain of the mean
-    (`gain<suffix>`), the paired p-value over users (`p_value<suffix>`) and the p-value over seeds
-    (`p_seeds<suffix>`), all over the seeds the row shares with the baseline; null where it shares none, the
-    baseline's mean is 0, or (`p_seeds`) the test is undefined."""
+    """Summary of `split` (the rows of `metrics` and `user_metrics` with that `split`) per dataset (and `by`) and
+    variant with, per baseline, the relative gain of the mean (`gain<suffix>`), the paired p-value over users
+    (`p_value<suffix>`) and the p-value over seeds (`p_seeds<suffix>`), all over the seeds the row shares with the
+    baseline; null where it shares none, the baseline's mean is 0, or (`p_seeds`) the test is undefined."""
     keys = ["dataset", *by, "variant", "metric", "k"]
-    test = metrics.filter(pl.col("split") == "test")
-    table = summarize(test, by)
+    metrics = _one_split(metrics, split, "metrics")
+    user_metrics = _one_split(user_metrics, split, "per-user metrics")
+    table = summarize(metrics, by)
     for baseline, suffix in baselines.items():
         # each row's per-seed values beside the baseline's, on the seeds both have: the gain and p_seeds read them
-        shared = with_baseline(test, baseline, by).group_by(keys, maintain_order=True).agg("value", "base")
+        shared = with_baseline(metrics, baseline, by).group_by(keys, maintain_order=True).agg("value", "base")
         p_seeds = [
             None if variant == baseline else seed_p_value(values, base)
             for variant, values, base in zip(shared["variant"], shared["value"].to_list(), shared["base"].to_list())
@@ -135,15 +150,15 @@ def popularity_buckets(edges: Sequence[int] = POPULARITY_EDGES) -> list[tuple[in
 
 
 def target_popularity(
-    train: pl.DataFrame, test: pl.DataFrame, edges: Sequence[int] = POPULARITY_EDGES
+    train: pl.DataFrame, targets: pl.DataFrame, edges: Sequence[int] = POPULARITY_EDGES
 ) -> pl.DataFrame:
-    """Each test user (user_id) with its target's count in the training sequences (`train_count`: train.parquet's
-    `items`, what the models were fitted on) and that count's bucket (`bucket`: its label, `bucket_min`: its
-    lowest count)."""
+    """Each user of `targets` (test.parquet or valid.parquet: user_id, target) with its target's count in the training
+    sequences (`train_count`: train.parquet's `items`, what the models were fitted on) and that count's bucket
+    (`bucket`: its label, `bucket_min`: its lowest count)."""
     lows, labels = zip(*popularity_buckets(edges))
     counts = train.select(target=pl.col("items").explode()).group_by("target").agg(train_count=pl.len())
     return (
-        test.select("user_id", "target")
+        targets.select("user_id", "target")
         .join(counts, on="target", how="left")
         .with_columns(pl.col("train_count").fill_null(0).cast(pl.Int64))
         .with_columns(bucket=pl.col("train_count").cut(list(edges), labels=labels, left_closed=True).cast(pl.String))
@@ -152,12 +167,15 @@ def target_popularity(
 
 
 def comparison_by_popularity(
-    user_metrics: pl.DataFrame, popularity: pl.DataFrame, baselines: dict[str, str] = BASELINES
+    user_metrics: pl.DataFrame,
+    popularity: pl.DataFrame,
+    baselines: dict[str, str] = BASELINES,
+    split: str = "test",
 ) -> pl.DataFrame:
-    """comparison_table per dataset and bucket of the test target's training count (`popularity`: dataset, user_id,
-    bucket, bucket_min as from target_popularity): a run's metric in a bucket is the mean over that bucket's users;
-    `users` counts them."""
-    users = user_metrics.join(
+    """comparison_table of `split` per dataset and bucket of that split's target's training count (`popularity`:
+    dataset, user_id, bucket, bucket_min as from target_popularity on that split): a run's metric in a bucket is
+    the mean over that bucket's users; `users` counts them."""
+    users = _one_split(user_metrics, split, "per-user metrics").join(
         popularity.select("dataset", "user_id", "bucket_min", "bucket"),
         on=["dataset", "user_id"],
         how="inner",
@@ -167,10 +185,10 @@ def comparison_by_popularity(
     metrics = (
         users.group_by("dataset", *by, "variant", "seed", "metric", "k", maintain_order=True)
         .agg(pl.col("value").mean())
-        .with_columns(split=pl.lit("test"))
+        .with_columns(split=pl.lit(split))
     )
     sizes = popularity.group_by("dataset", *by).agg(users=pl.len())
-    return comparison_table(metrics, users, baselines, by).join(sizes, on=["dataset", *by], how="left")
+    return comparison_table(metrics, users, baselines, by, split).join(sizes, on=["dataset", *by], how="left")
 
 
 def _header(headline, baselines) -> list[str]:
@@ -206,11 +224,19 @@ def _ordered(variants_present, variants: Sequence[str]) -> list[str]:
     return sorted(variants_present, key=lambda v: order.get(v, len(order)))
 
 
+def _split_name(table: pl.DataFrame) -> str:
+    splits = table["split"].unique().sort().to_list()
+    if len(splits) != 1 or splits[0] not in SPLITS:
+        raise InputError(f"comparison table: expected the rows of one split of {sorted(SPLITS)}, got {splits}")
+    return SPLITS[splits[0]]
+
+
 def markdown(table: pl.DataFrame, variants: Sequence[str], headline=HEADLINE, baselines: dict[str, str] = BASELINES) -> str:
-    """One Markdown table per dataset: mean ± std of the headline metrics, gain and p-value vs each baseline."""
+    """One Markdown table per dataset (`table`: one split's rows): mean ± std of the headline metrics, gain and
+    p-value vs each baseline."""
     names = " and ".join(f"`{b}`" for b in baselines)
     lines = [
-        "# Comparison (test split, full ranking, mean ± std over seeds)",
+        f"# Comparison ({_split_name(table)} split, full ranking, mean ± std over seeds)",
         "",
         f"Gain vs X: relative change of the mean over baseline X ({names}), on the seeds both rows have (a 1-seed "
         "ablation against the baseline's same seed); p users: two-sided Wilcoxon signed-rank test over users of the "
@@ -229,12 +255,13 @@ def markdown(table: pl.DataFrame, variants: Sequence[str], headline=HEADLINE, ba
 def popularity_markdown(
     table: pl.DataFrame, variants: Sequence[str], headline=HEADLINE, baselines: dict[str, str] = BASELINES
 ) -> str:
-    """comparison_by_popularity's table as Markdown: per dataset, one block of rows per bucket."""
+    """comparison_by_popularity's table (one split's rows) as Markdown: per dataset, one block of rows per bucket."""
+    split = _split_name(table)
     lines = [
-        "# By the test target's popularity (its count in the training sequences)",
+        f"# By the {split} target's popularity (its count in the training sequences)",
         "",
-        "The table above again, on the users whose test target falls in each bucket (gains and p-values as above, "
-        "within the bucket).",
+        f"The {split} table again, on the users whose {split} target falls in each bucket (gains and p-values as "
+        "there, within the bucket).",
     ]
     header = ["target's training count", "users", "variant", "seeds", *_header(headline, baselines)]
     for dataset in table["dataset"].unique(maintain_order=True).sort():

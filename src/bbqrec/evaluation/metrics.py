@@ -40,17 +40,20 @@ def mean_metrics(ranks: Tensor, ks: Iterable[int] = DEFAULT_KS) -> dict[str, flo
     return {f"{metric}@{k}": values.mean().item() for (metric, k), values in per_user_metrics(ranks, ks).items()}
 
 
-def user_metrics_frame(user_ids: Tensor, ranks: Tensor, ks: Iterable[int] = DEFAULT_KS) -> pl.DataFrame:
-    """Long frame (user_id i32, metric str, k i32, value f64), one row per user, metric and k."""
+def user_metrics_frame(
+    user_ids: Tensor, ranks: Tensor, ks: Iterable[int] = DEFAULT_KS, split: str = "test"
+) -> pl.DataFrame:
+    """Long frame (user_id i32, split str, metric str, k i32, value f64), one row per user, metric and k."""
     frames = [
         pl.DataFrame(
             {
                 "user_id": user_ids.numpy().astype("int32"),
+                "split": split,
                 "metric": metric,
                 "k": k,
                 "value": values.numpy(),
             },
-            schema={"user_id": pl.Int32, "metric": pl.String, "k": pl.Int32, "value": pl.Float64},
+            schema={"user_id": pl.Int32, "split": pl.String, "metric": pl.String, "k": pl.Int32, "value": pl.Float64},
         )
         for (metric, k), values in per_user_metrics(ranks, ks).items()
     ]

@@ -272,10 +272,11 @@ def plot_training_curves(
 def plot_comparison(
     table: pl.DataFrame, path: str | Path, variants: Sequence[str] | None = None, k: int = 10
 ) -> None:
-    """Mean ± std over seeds of test Recall@k and NDCG@k, one group of bars per dataset, one bar per variant."""
-    table = table.filter(pl.col("k") == k)
+    """Mean ± std over seeds of test Recall@k and NDCG@k, one group of bars per dataset, one bar per variant (the
+    table's test rows; results/comparison.parquet also holds the validation split's)."""
+    table = table.filter((pl.col("k") == k) & (pl.col("split") == "test"))
     if table.is_empty():
-        raise InputError(f"comparison table: no rows at k={k}")
+        raise InputError(f"comparison table: no test rows at k={k}")
     datasets = sorted(table["dataset"].unique())
     variants = [v for v in (variants or []) if v in set(table["variant"])] + sorted(
         set(table["variant"]) - set(variants or [])

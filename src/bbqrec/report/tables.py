@@ -169,12 +169,14 @@ def comparison_html(
     """results/comparison.parquet as one table per dataset: mean ± std of the headline metrics (best in bold),
     the gain over each baseline that was run (green/red) and its p-values over users and over seeds (bold below
     0.05), then every cutoff's mean; with `by_popularity` (results/comparison_by_popularity.parquet) the first
-    table again per bucket of the test target's training count."""
-    needed = {"dataset", "variant", "metric", "k", "mean", "std", "seeds"}
+    table again per bucket of the test target's training count. Both tables' validation rows are left out."""
+    needed = {"dataset", "variant", "split", "metric", "k", "mean", "std", "seeds"}
     if not needed <= set(table.columns):
         raise InputError(f"comparison table: missing columns {sorted(needed - set(table.columns))}")
     if by_popularity is not None and not needed | {"bucket_min", "bucket", "users"} <= set(by_popularity.columns):
         raise InputError("comparison by popularity: expected the columns of results/comparison_by_popularity.parquet")
+    table = table.filter(pl.col("split") == "test")
+    by_popularity = by_popularity.filter(pl.col("split") == "test") if by_popularity is not None else None
     baselines = baseline_columns(table)
     order = {v: i for i, v in enumerate(variants)}
     ks = sorted(table["k"].unique())
