@@ -14,6 +14,7 @@ import pyarrow.parquet as pq
 import pytest
 import torch
 
+from bbqrec.evaluation.compare import target_popularity
 from bbqrec.io import InputError
 
 CONFIG = json.dumps({"hidden_size": 32, "inner_size": 64, "batch_size": 128, "max_epochs": 2, "recommend_k": 10})
@@ -128,11 +129,16 @@ def test_train_then_evaluate_write_the_artifacts(repo_root, data_slice, tmp_path
     keys = ["split", "metric", "k"]
     assert table.select(*keys, "mean").sort(keys).equals(metrics.select(*keys, mean="value").sort(keys))
     ndcg10 = (pl.col("metric") == "ndcg") & (pl.col("k") == 10)
-    for split in ("valid", "test"):  # each split's buckets: its 300 users, weighted means = the split's mean
+    sizes = {}
+    for split in ("valid", "test"):  # each split's buckets: its 300 users by its own targets, weighted means = its mean
         rows = buckets.filter(ndcg10 & (pl.col("split") == split))
-        assert rows["users"].sum() == 300
+        train = pl.read_parquet(data_slice / "train.parquet")
+        targets = target_popularity(train, pl.read_parquet(data_slice / f"{split}.parquet"))
+        sizes[split] = dict(zip(rows["bucket"], rows["users"]))
+        assert sizes[split] == dict(targets.group_by("bucket").len().iter_rows())
         mean = metrics.filter(ndcg10 & (pl.col("split") == split))["value"].item()
         assert (rows["users"] * rows["mean"]).sum() / 300 == pytest.approx(mean, rel=1e-12)
+    assert sizes["valid"] != sizes["test"]  # so the check above tells the splits' targets apart
     assert "# By the validation target's popularity" in out["markdown"].read_text()
     # A user_metrics.parquet of an older evaluate stage (test rows, no split column) still compares, with a warning.
     old_dir = tmp_path / "eval-old"
