@@ -88,6 +88,8 @@ def test_each_split_is_compared_on_its_own_rows():
         markdown(both.sort("split"), ["bbqrec"], baselines=only_sasrec)
     with pytest.raises(InputError, match=r"per-user metrics: expected a `split` column .*got columns \['dataset'"):
         comparison_table(metrics, users.drop("split"))
+    with pytest.raises(InputError, match=r"split: expected one of \['test', 'valid'\], got 'validation'"):
+        comparison_table(metrics, users, split="validation")  # not an empty table
 
 
 def test_every_variant_is_also_tested_against_sasrec_mm():

@@ -46,6 +46,8 @@ SPLITS = {"test": "test", "valid": "validation"}  # split -> its name in titles
 
 
 def _one_split(frame: pl.DataFrame, split: str, what: str) -> pl.DataFrame:
+    if split not in SPLITS:
+        raise InputError(f"split: expected one of {sorted(SPLITS)}, got {split!r}")
     if "split" not in frame.columns:
         raise InputError(f"{what}: expected a `split` column (one of {sorted(SPLITS)}), got columns {frame.columns}")
     return frame.filter(pl.col("split") == split)
