@@ -67,17 +67,16 @@ def main(argv=None) -> int:
     missing = sorted(set(metrics["dataset"]) - data_dirs.keys())
     if missing:
         raise InputError(f"--data-dirs: no results/<ds>/data folder for dataset(s) {missing}")
+    trains = {name: pl.read_parquet(data_dirs[name] / "train.parquet") for name in sorted(set(metrics["dataset"]))}
     tables, by_popularity = [], []
     for split in SPLITS:
         tables.append(comparison_table(metrics, user_metrics, split=split))
         popularity = pl.concat(
             [
                 target_popularity(
-                    pl.read_parquet(data_dirs[name] / "train.parquet"),
-                    pl.read_parquet(data_dirs[name] / f"{split}.parquet"),
-                    args.popularity_edges,
+                    train, pl.read_parquet(data_dirs[name] / f"{split}.parquet"), args.popularity_edges
                 ).select(pl.lit(name).alias("dataset"), pl.all())
-                for name in sorted(set(metrics["dataset"]))
+                for name, train in trains.items()
             ]
         )
         by_popularity.append(comparison_by_popularity(user_metrics, popularity, split=split))
