@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# The README's GPU figures in one go, on a machine with CUDA, the project installed and results/ made:
+# The GPU figures of docs/benchmarks.md in one go, on a machine with CUDA, the project installed and results/ made:
 #   bash benchmarks/gpu.sh [OUT_DIR]
 # Training: MovieLens-100K-mm `sasrec`/`bbqrec` 3 epochs (sequences of 200); Beauty `sasrec`, `bbqrec` and
 # `sasrec-mm` to early stopping with the real codes and text, one variant per process. Embedding: all Beauty titles

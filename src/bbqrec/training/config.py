@@ -34,9 +34,9 @@ class TrainConfig:
     init_std: float = 0.02
     similarity: str | None = None  # overrides the variant's reweighting ("prefix", "equal_levels", "cosine")
     cosine_buckets: int = 8
-    # Item inputs of the semantic-ID variants (see build_model). Defaults chosen on validation NDCG@10 (README,
-    # "Item inputs of bbqrec"): the behaviour stream's ẑ copies an ID-SASRec fitted on the same split and
-    # generalises worse, and ẑ keeps less of the content than the embeddings it was made from.
+    # Item inputs of the semantic-ID variants (see build_model). Defaults chosen on validation NDCG@10
+    # (docs/results.md, "Item inputs of bbqrec"): the behaviour stream's ẑ copies an ID-SASRec fitted on the same
+    # split and generalises worse, and ẑ keeps less of the content than the embeddings it was made from.
     quantized_inputs: tuple[str, ...] = ("text", "image")  # streams whose quantized vectors join the item input
     content_inputs: bool = True  # also add the continuous text/image embeddings (sasrec-mm's inputs)
     # "two_stage": the tokenizer's codes and ẑ are frozen inputs (METHOD.md's default); "joint": one stage, the
@@ -55,7 +55,7 @@ class TrainConfig:
     lr_decay_factor: float = 0.5
     # evaluation
     ks: tuple[int, ...] = (5, 10, 20)
-    eval_batch_size: int = 256  # users per evaluation batch: on a CPU 256 runs faster than 1024 (cache; README)
+    eval_batch_size: int = 256  # users per evaluation batch: on a CPU 256 beats 1024 (cache; docs/benchmarks.md)
     exclude_history: bool = False
     recommend_k: int = 20
     recommend_backend: str = "matmul"
