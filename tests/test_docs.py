@@ -4,6 +4,7 @@ file must not leave a link that goes nowhere."""
 from __future__ import annotations
 
 import re
+from functools import cache
 from pathlib import Path
 
 import pytest
@@ -32,7 +33,8 @@ def github_anchor(heading: str) -> str:
     return text.replace(" ", "-")
 
 
-def anchors(path: Path) -> set[str]:
+@cache  # a file's headings are read once, however many links name it
+def anchors(path: Path) -> frozenset[str]:
     """Every heading's anchor in a Markdown file; a repeated heading gets -1, -2, ... as on GitHub."""
     seen: dict[str, int] = {}
     result = set()
@@ -43,7 +45,7 @@ def anchors(path: Path) -> set[str]:
             count = seen.get(slug, 0)
             result.add(slug if count == 0 else f"{slug}-{count}")
             seen[slug] = count + 1
-    return result
+    return frozenset(result)
 
 
 def test_github_anchor_matches_hand_made_examples():
