@@ -30,8 +30,10 @@ def test_benchmark_dry_run_plans_one_training_run_per_dataset_variant_and_seed()
     result = dry_run("--configfile", str(BENCHMARK))
     assert result.returncode == 0, result.stdout + result.stderr
     counts = job_counts(result.stdout)
-    # every variant runs on every dataset (common.smk excludes none): 4 datasets x 8 variants x 3 seeds
-    assert counts["train"] == counts["evaluate"] == 4 * 8 * 3
+    # every variant runs on every dataset (common.smk excludes none): 4 datasets x 9 variants x 3 seeds
+    assert counts["train"] == counts["evaluate"] == 4 * 9 * 3
+    # per dataset and seed one tokenizer of each kind: bbq, bbq-no-club, bbq-no-behavior, bbq-untrained
+    assert counts["quantize"] == counts["assign_sids"] == 4 * 4 * 3
     assert counts["prepare_data"] == 4 and counts["compare"] == 1
     assert counts["plot_training_curves"] == 4
 

@@ -39,6 +39,15 @@ def test_schema_lists_exactly_the_package_options(schema_path, cls):
     assert set(node["properties"]) == field_names(cls)
 
 
+def test_schema_knows_exactly_the_package_variants_and_tokenizer_presets():
+    from bbqrec.models.variants import VARIANTS
+    from bbqrec.quantize.config import TOKENIZER_PRESETS
+
+    assert set(SCHEMA["$defs"]["variant"]["enum"]) == set(VARIANTS)
+    # every variant's tokenizer is a preset the quantize stage knows
+    assert {v.tokenizer for v in VARIANTS.values() if v.tokenizer} <= set(TOKENIZER_PRESETS)
+
+
 def test_default_config_is_valid_and_package_defaults_pass_the_schema():
     jsonschema.validate(CONFIG, SCHEMA)
     for block, cls in (("tokenizer_options", TokenizerConfig), ("train_options", TrainConfig)):

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
@@ -49,9 +51,11 @@ def text_embeddings(tmp_path):
 def test_every_variant_of_the_method_is_in_the_table():
     assert set(VARIANTS) == {
         "sasrec", "sasrec-bce", "sasrec-mm", "bbqrec", "bbqrec-no-club", "bbqrec-no-behavior",
-        "bbqrec-no-reweight", "bbqrec-cosine",
+        "bbqrec-no-reweight", "bbqrec-cosine", "bbqrec-untrained",
     }
-    assert {v.tokenizer for v in VARIANTS.values()} == {None, "bbq", "bbq-no-club", "bbq-no-behavior"}
+    assert {v.tokenizer for v in VARIANTS.values()} == {None, "bbq", "bbq-no-club", "bbq-no-behavior", "bbq-untrained"}
+    # the control differs from bbqrec in its tokenizer only
+    assert dataclasses.replace(get_variant("bbqrec-untrained"), tokenizer="bbq") == get_variant("bbqrec")
     with pytest.raises(InputError, match="config key variant: unknown variant 'tiger'"):
         get_variant("tiger")
 

@@ -267,6 +267,7 @@ def test_presets_switch_club_codebook_and_behaviour():
         ("bbq", {"codebook": "joint"}, "config key `codebook`"),
         ("bbq", {"modalities": ["audio"]}, "config key `modalities`"),
         ("bbq", {"codebook_size": 0}, "config key `codebook_size`"),
+        ("bbq", {"epochs": -1}, r"config key `epochs`: expected an integer >= 0, got -1"),
     ],
 )
 def test_bad_tokenizer_options_name_the_key(name, options, message):

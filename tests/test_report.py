@@ -103,6 +103,13 @@ def test_tokenizer_log_panels_group_known_columns_and_keep_new_ones(tmp_path):
     assert not {"epoch", "seconds"} & {c for cols in panels.values() for c in cols}
     plot_tokenizer_log(log, tmp_path / "tok.svg", "d, tokenizer bbq")
     assert_svg(tmp_path / "tok.svg")
+    # an untrained tokenizer's log (epochs 0) has the columns and no row: the figure says so
+    plot_tokenizer_log(log.clear(), tmp_path / "untrained.svg", "d, tokenizer bbq-untrained")
+    assert_svg(tmp_path / "untrained.svg")
+    assert 'id="axes_1"' in (tmp_path / "tok.svg").read_text()
+    assert 'id="axes_' not in (tmp_path / "untrained.svg").read_text()  # a sentence, not empty panels
+    with pytest.raises(InputError, match="expected a table with an `epoch` column"):
+        plot_tokenizer_log(log.drop("epoch"), tmp_path / "bad.svg", "d")
 
 
 def test_sid_quality_figure_from_the_quality_of_real_code_tuples(tmp_path):

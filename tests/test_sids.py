@@ -295,6 +295,30 @@ def test_same_seed_gives_identical_semantic_ids(scientific):
     assert not first.equals(other)
 
 
+def test_untrained_tokenizer_keeps_its_initial_weights_and_the_k_means_codebooks(scientific):
+    config = tokenizer_config("bbq-untrained", QUICK)
+    assert config == dataclasses.replace(tokenizer_config("bbq", QUICK), epochs=0)  # only the training differs
+    inputs = load_embeddings(scientific[0], config.streams)
+    inputs.sequences = load_sequences(scientific[1], inputs.item_ids, config.seq_max_len)
+    model, log = train_tokenizer(inputs, config, seed=3)
+    assert log.is_empty() and {"epoch", "total", "seconds"} <= set(log.columns)
+    # The same seed's fresh model, standardised and k-means-initialised as training starts: every weight and
+    # codebook equal, so no gradient step and no dead-code re-seeding touched it.
+    torch.manual_seed(3)
+    fresh = BBQTokenizer(config, inputs.input_dims)
+    fresh.set_input_statistics(inputs.features, inputs.present)
+    fresh.kmeans_init(inputs.features, inputs.present, seed=3)
+    trained_state, fresh_state = model.state_dict(), fresh.state_dict()
+    assert trained_state.keys() == fresh_state.keys()
+    for name, tensor in fresh_state.items():
+        assert torch.equal(trained_state[name], tensor), name
+    untrained = assign_extra(encode_items(model, inputs))
+    assert untrained.equals(train_quick(*scientific, seed=3, name="bbq-untrained"))  # deterministic
+    assert not untrained.equals(train_quick(*scientific, seed=3))  # and not the trained tokenizer's codes
+    # its level-1 codes are the nearest of k-means centroids of the streams' pooled random features: each is used
+    assert untrained["c1"].n_unique() == config.codebook_size
+
+
 def test_fragmented_tokenizer_has_one_codebook_per_modality_and_no_behavior(scientific):
     sids = train_quick(*scientific, seed=0, name="bbq-no-behavior")
     assert sorted(sids["stream"].unique().to_list()) == ["image", "text"]

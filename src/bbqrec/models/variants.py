@@ -27,6 +27,9 @@ VARIANTS: dict[str, Variant] = {
     "bbqrec-no-behavior": Variant("ce", "sids", "prefix", "bbq-no-behavior"),
     "bbqrec-no-reweight": Variant("ce", "sids", None, "bbq"),
     "bbqrec-cosine": Variant("ce", "sids", "cosine", "bbq"),
+    # Not in METHOD.md: bbqrec on an untrained tokenizer (fixed random features and their k-means codes), the
+    # control for what the tokenizer's training adds (docs/results.md, "What training the tokenizer adds").
+    "bbqrec-untrained": Variant("ce", "sids", "prefix", "bbq-untrained"),
 }
 
 

@@ -42,7 +42,7 @@ class TokenizerConfig:
     seq_temperature: float = 0.1
     seq_max_len: int = 20  # last N items of each training sequence fed to the sequence encoder
     seq_batch_size: int = 128  # training sequences per step
-    epochs: int = 40
+    epochs: int = 40  # 0: no training; the encoders keep their random initialisation, the codebooks their k-means
     batch_size: int = 256  # items per step
     lr: float = 1e-3
     weight_decay: float = 0.0
@@ -71,12 +71,13 @@ class TokenizerConfig:
             "club_hidden_dim",
             "seq_max_len",
             "seq_batch_size",
-            "epochs",
             "batch_size",
             "kmeans_iterations",
         ):
             if getattr(self, key) < 1:
                 raise InputError(f"config key `{key}`: expected an integer >= 1, got {getattr(self, key)}")
+        if self.epochs < 0:
+            raise InputError(f"config key `epochs`: expected an integer >= 0, got {self.epochs}")
         if self.temperature <= 0 or self.seq_temperature <= 0:
             raise InputError("config keys `temperature` / `seq_temperature`: expected > 0")
 
@@ -108,6 +109,9 @@ TOKENIZER_PRESETS: dict[str, dict[str, Any]] = {
     "bbq-no-club": {"club_weight": 0.0},
     # Fragmented quantization: one codebook per modality, no behaviour stream, no behaviour signal at all.
     "bbq-no-behavior": {"codebook": "separate", "use_behavior": False, "seq_weight": 0.0},
+    # The control for what training the tokenizer is worth: the same architecture and seed, no gradient step, so
+    # its aligned vectors are fixed random (MLP) features of the inputs and its codes their residual k-means.
+    "bbq-untrained": {"epochs": 0},
 }
 
 

@@ -180,6 +180,16 @@ def load_sequences(train_path: str | Path, item_ids: np.ndarray, max_len: int) -
     return torch.from_numpy(padded)
 
 
+# The columns every tokenizer log has (the loss terms depend on its streams and switches).
+EMPTY_LOG_SCHEMA = {
+    "epoch": pl.Int32,
+    "total": pl.Float64,
+    "level1_codes_used": pl.Int32,
+    "dead_codes_reseeded": pl.Int32,
+    "seconds": pl.Float64,
+}
+
+
 def train_tokenizer(inputs: TokenizerInputs, config: TokenizerConfig, seed: int) -> tuple[BBQTokenizer, pl.DataFrame]:
     """Train a tokenizer; returns the model (eval mode) and one log row per epoch with every loss term."""
     deterministic = torch.are_deterministic_algorithms_enabled()
@@ -258,6 +268,8 @@ def _train(inputs: TokenizerInputs, config: TokenizerConfig, seed: int) -> tuple
         rows.append(row)
         log.info("epoch %d %s", epoch, {k: round(v, 4) if isinstance(v, float) else v for k, v in row.items()})
     model.eval()
+    if not rows:  # epochs 0: the log has its columns and no row
+        return model, pl.DataFrame(schema=EMPTY_LOG_SCHEMA)
     return model, pl.DataFrame(rows).with_columns(
         pl.col("epoch", "level1_codes_used", "dead_codes_reseeded").cast(pl.Int32)
     )

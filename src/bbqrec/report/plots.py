@@ -183,8 +183,15 @@ def tokenizer_panels(columns: Sequence[str]) -> list[tuple[str, list[str]]]:
 
 def plot_tokenizer_log(log: pl.DataFrame, path: str | Path, title: str = "") -> None:
     """The tokenizer's per-epoch log (quantize/<tokenizer>/log.parquet) as small multiples, one scale each."""
-    if "epoch" not in log.columns or log.is_empty():
-        raise InputError(f"{title or 'tokenizer log'}: expected a non-empty table with an `epoch` column")
+    if "epoch" not in log.columns:
+        raise InputError(f"{title or 'tokenizer log'}: expected a table with an `epoch` column")
+    if log.is_empty():  # an untrained tokenizer (epochs 0, e.g. bbq-untrained): say so instead of empty axes
+        with rc_context(STYLE):
+            fig = Figure(figsize=(6, 1.2), layout="constrained")
+            fig.text(0.5, 0.5, "no training epochs: random encoders, k-means codebooks", ha="center", va="center")
+            fig.suptitle(f"{title} — 0 epochs".strip(" —"), fontweight="bold")
+            save_svg(fig, path)
+        return
     numeric = [c for c in log.columns if log.schema[c].is_numeric()]
     panels = tokenizer_panels(numeric)
     ncols = 3
