@@ -180,8 +180,8 @@ def load_sequences(train_path: str | Path, item_ids: np.ndarray, max_len: int) -
     return torch.from_numpy(padded)
 
 
-# The columns every tokenizer log has (the loss terms depend on its streams and switches).
-EMPTY_LOG_SCHEMA = {
+# The columns every tokenizer log has, with their types (the loss terms depend on its streams and switches).
+LOG_COLUMNS = {
     "epoch": pl.Int32,
     "total": pl.Float64,
     "level1_codes_used": pl.Int32,
@@ -268,11 +268,8 @@ def _train(inputs: TokenizerInputs, config: TokenizerConfig, seed: int) -> tuple
         rows.append(row)
         log.info("epoch %d %s", epoch, {k: round(v, 4) if isinstance(v, float) else v for k, v in row.items()})
     model.eval()
-    if not rows:  # epochs 0: the log has its columns and no row
-        return model, pl.DataFrame(schema=EMPTY_LOG_SCHEMA)
-    return model, pl.DataFrame(rows).with_columns(
-        pl.col("epoch", "level1_codes_used", "dead_codes_reseeded").cast(pl.Int32)
-    )
+    # epochs 0: the log has its columns and no row
+    return model, pl.DataFrame(rows).cast(LOG_COLUMNS) if rows else pl.DataFrame(schema=LOG_COLUMNS)
 
 
 def _count_usage(model: BBQTokenizer, encoded, usage, pools) -> None:
