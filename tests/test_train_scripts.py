@@ -64,6 +64,12 @@ def test_train_then_evaluate_write_the_artifacts(repo_root, data_slice, tmp_path
     assert log["epoch"].to_list() == [1, 2]
     saved = torch.load(train_dir / "model.pt", weights_only=True)
     assert saved["variant"] == "sasrec" and saved["provenance"]["seed"] == 1
+    # Floats differ between instruction sets and thread counts, so the run records the CPU it ran on and the code.
+    cpu = saved["provenance"]["cpu"]
+    assert cpu["torch_capability"] == torch.backends.cpu.get_cpu_capability() and cpu["torch_threads"] == 1
+    head = subprocess.run(["git", "-C", str(repo_root), "rev-parse", "HEAD"], capture_output=True, text=True)
+    if head.returncode == 0:  # a checkout (CI's clean clone is one), not an installed copy
+        assert saved["provenance"]["code"]["commit"] == head.stdout.strip()
 
     _script(repo_root, "evaluate").main(
         [*common, "--model", str(train_dir / "model.pt"), "--config-json", CONFIG, "--out", str(eval_dir)]
@@ -212,3 +218,17 @@ def test_behavior_embeddings_cover_every_item_and_use_the_training_part_only(rep
     kind = table.schema.field("embedding").type
     assert pa.types.is_fixed_size_list(kind) and kind.list_size == 32 and kind.value_type == pa.float32()
     assert sorted(p.name for p in out.parent.iterdir()) == ["behavior.parquet"]
+
+
+def test_provenance_without_git_records_no_commit(monkeypatch):
+    import subprocess as subprocess_module
+
+    from bbqrec.io import provenance
+
+    def no_git(*args, **kwargs):
+        raise FileNotFoundError("git")
+
+    monkeypatch.setattr(subprocess_module, "run", no_git)
+    run = provenance({"k": 1}, seed=3)
+    assert run["code"] is None and run["seed"] == 3 and run["config"] == {"k": 1}
+    assert run["cpu"]["logical_cores"] >= 1

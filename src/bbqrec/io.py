@@ -91,7 +91,11 @@ def _json_default(value: Any) -> Any:
 
 
 def provenance(config: dict[str, Any] | None = None, seed: int | None = None) -> dict[str, Any]:
-    """What produced a result: seed, package versions, platform and the config that was used."""
+    """What produced a result: seed, package versions, the code's commit, platform, CPU and the config used.
+
+    The CPU and torch's thread count are recorded because the same seed gives different floats on another
+    instruction set (AVX2 against AVX-512) or thread count, and so different metrics.
+    """
     from importlib.metadata import PackageNotFoundError, version
 
     versions = {"python": sys.version.split()[0]}
@@ -103,6 +107,43 @@ def provenance(config: dict[str, Any] | None = None, seed: int | None = None) ->
     return {
         "seed": seed,
         "versions": versions,
+        "code": code_commit(),
         "platform": platform.platform(),
+        "cpu": cpu_description(),
         "config": config or {},
     }
+
+
+def code_commit() -> dict[str, Any] | None:
+    """The git commit of the checkout this package runs from and whether its tracked files differ from it
+    (config, stage scripts and package alike); None outside git (an installed wheel) or without git."""
+    import subprocess
+
+    here = Path(__file__).resolve().parent
+
+    def git(*args: str) -> str:
+        return subprocess.run(["git", "-C", str(here), *args], capture_output=True, text=True, check=True,
+                              timeout=10).stdout.strip()
+
+    try:
+        commit = git("rev-parse", "HEAD")
+        changed = git("status", "--porcelain", "--untracked-files=no")
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return {"commit": commit, "uncommitted_changes": bool(changed)}
+
+
+def cpu_description() -> dict[str, Any]:
+    """The CPU model, the vector instruction set torch runs on (when torch is loaded) and torch's thread count."""
+    model = platform.processor() or None
+    with contextlib.suppress(OSError):
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                model = line.split(":", 1)[1].strip()
+                break
+    description: dict[str, Any] = {"model": model, "logical_cores": os.cpu_count()}
+    torch = sys.modules.get("torch")  # never import torch here: the torch-free stages record provenance too
+    if torch is not None:
+        description["torch_capability"] = torch.backends.cpu.get_cpu_capability()
+        description["torch_threads"] = torch.get_num_threads()
+    return description
