@@ -12,8 +12,11 @@ from bbqrec.evaluation.compare import (
     comparison_by_popularity,
     comparison_table,
     markdown,
+    mixed_machines,
+    origins_markdown,
     popularity_buckets,
     popularity_markdown,
+    run_origin,
     target_popularity,
 )
 from bbqrec.io import InputError
@@ -265,3 +268,34 @@ def test_the_popularity_table_is_the_same_on_every_call(prepared):
     assert first.height == 4 * 3  # buckets x variants
     for _ in range(4):
         assert comparison_by_popularity(users, popularity).equals(first)
+
+
+def trained_on(model, capability, commit="0123456789abcdef0123", changes=False):
+    """An evaluation's provenance as evaluate writes it: the train run's code, platform and CPU."""
+    return {"seed": 0, "config": {"trained": {
+        "code": {"commit": commit, "uncommitted_changes": changes}, "platform": "Linux",
+        "cpu": {"model": model, "logical_cores": 2, "torch_capability": capability, "torch_threads": 1}}}}
+
+
+def test_run_origin_reads_the_train_runs_cpu_and_commit():
+    assert run_origin(trained_on("AMD EPYC", "AVX512")) == {
+        "cpu": "AMD EPYC", "instruction_set": "AVX512", "code": "0123456789ab"}
+    assert run_origin(trained_on("Xeon", "AVX2", changes=True))["code"] == "0123456789ab + changes"
+    old = {"seed": 0, "config": {"dataset": "d"}}  # evaluated before the train run's provenance was copied
+    assert run_origin(old) == {"cpu": "not recorded", "instruction_set": "not recorded", "code": "not recorded"}
+
+
+def test_runs_trained_on_two_instruction_sets_are_flagged_per_dataset():
+    runs = [("a", "sasrec", 0, trained_on("AMD EPYC", "AVX512")), ("a", "bbqrec", 0, trained_on("Xeon", "AVX2")),
+            ("b", "sasrec", 0, trained_on("AMD EPYC", "AVX512")),
+            ("b", "bbqrec", 0, trained_on("AMD EPYC", "AVX512", commit="fedcba9876543210")),  # another commit only
+            ("b", "bbqrec", 1, {"config": {}})]  # not recorded: not another machine
+    origins = pl.DataFrame([{"dataset": d, "variant": v, "seed": s, **run_origin(p)} for d, v, s, p in runs])
+    assert mixed_machines(origins) == {"a": "AMD EPYC (AVX512) and Xeon (AVX2)"}
+    text = origins_markdown(origins)
+    assert "| AMD EPYC | AVX512 | 0123456789ab | a, b | 2 |" in text
+    assert "| AMD EPYC | AVX512 | fedcba987654 | b | 1 |" in text
+    assert "| Xeon | AVX2 | 0123456789ab | a | 1 |" in text
+    assert "| not recorded | not recorded | not recorded | b | 1 |" in text
+    assert text.count("Warning:") == 1
+    assert "Warning: the runs of a were trained on AMD EPYC (AVX512) and Xeon (AVX2)" in text

@@ -4,7 +4,8 @@ Mean ± std over seeds per dataset and variant; against each baseline (`sasrec` 
 gain and a paired Wilcoxon test over users (see bbqrec.evaluation.compare). The same per bucket of the target's
 count in the training sequences -> results/comparison_by_popularity.parquet. Both files hold the test split and
 the validation split (column `split`); comparison.md shows the test split's two tables first, then the
-validation split's.
+validation split's, then where the runs were trained (CPU, instruction set, code commit), with a warning for a
+dataset whose runs come from more than one CPU or instruction set.
 """
 
 from __future__ import annotations
@@ -22,10 +23,13 @@ from bbqrec.evaluation.compare import (
     comparison_by_popularity,
     comparison_table,
     markdown,
+    mixed_machines,
+    origins_markdown,
     popularity_markdown,
+    run_origin,
     target_popularity,
 )
-from bbqrec.io import InputError, atomic_path, provenance, write_parquet
+from bbqrec.io import InputError, atomic_path, provenance, read_parquet_metadata, write_parquet
 
 
 def parse_args(argv=None):
@@ -46,11 +50,13 @@ def parse_args(argv=None):
 def main(argv=None) -> int:
     args = parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
-    metrics, user_metrics, without_valid = [], [], []
+    metrics, user_metrics, without_valid, origins = [], [], [], []
     for folder in args.eval_dirs:
         frame = pl.read_parquet(folder / "metrics.parquet")
         metrics.append(frame)
         key = frame.select("dataset", "variant", "seed").unique()
+        origin = run_origin(read_parquet_metadata(folder / "metrics.parquet").get("provenance", {}))
+        origins.append(key.with_columns(**{name: pl.lit(value) for name, value in origin.items()}))
         users = pl.read_parquet(folder / "user_metrics.parquet")
         if "split" not in users.columns:  # written before the validation rows: test rows only
             without_valid.append(str(folder))
@@ -63,6 +69,10 @@ def main(argv=None) -> int:
             len(without_valid), ", ".join(without_valid),
         )
     metrics, user_metrics = pl.concat(metrics), pl.concat(user_metrics, how="vertical_relaxed")
+    origins = pl.concat(origins)
+    for dataset, machines in mixed_machines(origins).items():
+        logging.warning("the runs of %s were trained on %s: its gains compare machines as well as variants",
+                        dataset, machines)
     data_dirs = {folder.parent.name: folder for folder in args.data_dirs}  # results/<ds>/data
     missing = sorted(set(metrics["dataset"]) - data_dirs.keys())
     if missing:
@@ -88,6 +98,7 @@ def main(argv=None) -> int:
         sections.append(markdown(table, args.variants))
         if not buckets.is_empty():  # empty where every run's user_metrics predates the validation rows
             sections.append(popularity_markdown(buckets, args.variants))
+    sections.append(origins_markdown(origins))
     with atomic_path(args.out_markdown, ".md") as tmp:
         tmp.write_text("\n".join(sections))
     logging.info("compared %d runs", len(args.eval_dirs))

@@ -32,14 +32,17 @@ def main(argv=None):
     from bbqrec.embed.common import open_stage_log
     from bbqrec.evaluation import EvalSet, mean_metrics, recommend, target_ranks, user_metrics_frame
     from bbqrec.io import provenance, write_parquet
-    from bbqrec.training import TrainConfig, load_trained_model
+    from bbqrec.training import TrainConfig, load_trained_run
 
     open_stage_log(args.log)
     config = TrainConfig.from_dict(json.loads(args.config_json))
     torch.set_num_threads(config.threads)
-    model = load_trained_model(args.model, args.variant, config.device)
+    model, trained = load_trained_run(args.model, args.variant, config.device)
     data, out = Path(args.data), Path(args.out)
-    meta = {"provenance": provenance({"dataset": args.dataset, "variant": args.variant, "model": args.model}, args.seed)}
+    # Where the model was trained travels with its metrics: compare reports runs from other CPUs or code.
+    run = {"dataset": args.dataset, "variant": args.variant, "model": args.model,
+           "trained": {key: trained.get(key) for key in ("code", "platform", "cpu")}}
+    meta = {"provenance": provenance(run, args.seed)}
     rows, per_user, test = [], [], None
     for split in ("valid", "test"):
         frame = EvalSet.from_frame(pl.read_parquet(data / f"{split}.parquet"), model.config.max_len, str(data / f"{split}.parquet"))

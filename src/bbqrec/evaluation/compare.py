@@ -274,3 +274,69 @@ def popularity_markdown(
                 cells = _cells(bucket_rows, variant, headline, baselines)
                 lines.append("| " + " | ".join([bucket, str(users), f"`{variant}`", *cells]) + " |")
     return "\n".join(lines) + "\n"
+
+
+# --- where the compared runs were trained ---
+
+UNRECORDED = "not recorded"  # runs evaluated before evaluate recorded the training run's provenance
+
+
+def run_origin(provenance: dict) -> dict[str, str]:
+    """Where an evaluated run's model was trained, from its metrics.parquet provenance (evaluate copies the train
+    run's): the CPU model, the instruction set torch ran on and the code's commit ("+ changes" when the checkout
+    had uncommitted changes)."""
+    trained = (provenance.get("config") or {}).get("trained") or {}
+    cpu, code = trained.get("cpu") or {}, trained.get("code") or {}
+    commit = code.get("commit")
+    if commit:
+        commit = commit[:12] + (" + changes" if code.get("uncommitted_changes") else "")
+    return {
+        "cpu": cpu.get("model") or UNRECORDED,
+        "instruction_set": cpu.get("torch_capability") or UNRECORDED,
+        "code": commit or UNRECORDED,
+    }
+
+
+def origins_markdown(origins: pl.DataFrame) -> str:
+    """`origins` (dataset, variant, seed and run_origin's columns, one row per run) as Markdown: one row per
+    (CPU, instruction set, code) with its datasets and run count, and a warning for each dataset whose runs were
+    trained on more than one CPU or instruction set. Their floats differ, so such a dataset's gains compare
+    machines as well as variants; a mixed commit is listed, not warned about (most commits change no result)."""
+    keys = ["cpu", "instruction_set", "code"]
+    groups = origins.group_by(keys, maintain_order=True).agg(
+        datasets=pl.col("dataset").unique(maintain_order=True).sort(), runs=pl.len()
+    )
+    lines = [
+        "# Where the runs were trained",
+        "",
+        "The same seed gives other floats, and so other metrics, on another CPU instruction set or thread count "
+        "(recorded per run in the provenance of train/.../model.pt).",
+        "",
+        "| CPU | instruction set | code | datasets | runs |",
+        "| --- | --- | --- | --- | --- |",
+    ]
+    for row in groups.sort(keys).iter_rows(named=True):
+        lines.append(f"| {row['cpu']} | {row['instruction_set']} | {row['code']} | {', '.join(row['datasets'])} | "
+                     f"{row['runs']} |")
+    mixed = mixed_machines(origins)
+    if mixed:
+        lines.append("")
+        lines += [f"Warning: the runs of {dataset} were trained on {machines}; its gains compare machines as well "
+                  "as variants." for dataset, machines in mixed.items()]
+    return "\n".join(lines) + "\n"
+
+
+def mixed_machines(origins: pl.DataFrame) -> dict[str, str]:
+    """Each dataset whose runs were trained on more than one recorded (CPU, instruction set) -> those machines,
+    named (runs without a record are listed by origins_markdown, not counted as another machine)."""
+    machines = (
+        origins.filter((pl.col("cpu") != UNRECORDED) | (pl.col("instruction_set") != UNRECORDED))
+        .select("dataset", machine=pl.format("{} ({})", "cpu", "instruction_set"))
+        .unique(maintain_order=True)
+        .sort("dataset", "machine")
+    )
+    return {
+        dataset: " and ".join(group["machine"])
+        for (dataset,), group in machines.group_by("dataset", maintain_order=True)
+        if group.height > 1
+    }

@@ -27,6 +27,7 @@ LOOP_NAMES = (
     "load_refit_schedule",
     "load_semantic_ids",
     "load_trained_model",
+    "load_trained_run",
     "pack_rows",
     "refit_schedule",
     "replay_early_stopping",

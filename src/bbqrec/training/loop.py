@@ -89,7 +89,13 @@ def resolve_device(device: str) -> torch.device:
 
 def load_trained_model(path: str | Path, variant: str, device: str = "cpu") -> SASRec:
     """The model a train run wrote to `path` (model.pt), on `device`; an InputError if it holds another variant."""
-    return SASRec.from_checkpoint(_load_saved_run(path, variant)).to(resolve_device(device))
+    return load_trained_run(path, variant, device)[0]
+
+
+def load_trained_run(path: str | Path, variant: str, device: str = "cpu") -> tuple[SASRec, dict[str, Any]]:
+    """load_trained_model's model and the train run's provenance (seed, versions, code, CPU, config)."""
+    saved = _load_saved_run(path, variant)
+    return SASRec.from_checkpoint(saved).to(resolve_device(device)), saved.get("provenance", {})
 
 
 def _load_saved_run(path: str | Path, variant: str) -> dict[str, Any]:
