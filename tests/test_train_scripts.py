@@ -149,7 +149,7 @@ def test_train_then_evaluate_write_the_artifacts(repo_root, data_slice, tmp_path
     # Where the model was trained travels from model.pt through metrics.parquet into the comparison.
     trained = json.loads(pq.read_schema(eval_dir / "metrics.parquet").metadata[b"provenance"])["config"]["trained"]
     assert trained == {key: saved["provenance"][key] for key in ("code", "platform", "cpu")}
-    machine = f"| {trained['cpu']['model']} | {torch.backends.cpu.get_cpu_capability()} |"
+    machine = f"| {trained['cpu']['model']} | {torch.backends.cpu.get_cpu_capability()} | 1 |"
     assert "# Where the runs were trained" in out["markdown"].read_text() and machine in out["markdown"].read_text()
     # A user_metrics.parquet of an older evaluate stage (test rows, no split column) still compares, with a warning.
     old_dir = tmp_path / "eval-old"

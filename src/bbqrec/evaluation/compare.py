@@ -283,8 +283,8 @@ UNRECORDED = "not recorded"  # runs evaluated before evaluate recorded the train
 
 def run_origin(provenance: dict) -> dict[str, str]:
     """Where an evaluated run's model was trained, from its metrics.parquet provenance (evaluate copies the train
-    run's): the CPU model, the instruction set torch ran on and the code's commit ("+ changes" when the checkout
-    had uncommitted changes)."""
+    run's): the CPU model, the instruction set and thread count torch ran with and the code's commit ("+ changes"
+    when the checkout had uncommitted changes)."""
     trained = (provenance.get("config") or {}).get("trained") or {}
     cpu, code = trained.get("cpu") or {}, trained.get("code") or {}
     commit = code.get("commit")
@@ -293,16 +293,18 @@ def run_origin(provenance: dict) -> dict[str, str]:
     return {
         "cpu": cpu.get("model") or UNRECORDED,
         "instruction_set": cpu.get("torch_capability") or UNRECORDED,
+        "threads": str(cpu.get("torch_threads") or UNRECORDED),
         "code": commit or UNRECORDED,
     }
 
 
 def origins_markdown(origins: pl.DataFrame) -> str:
     """`origins` (dataset, variant, seed and run_origin's columns, one row per run) as Markdown: one row per
-    (CPU, instruction set, code) with its datasets and run count, and a warning for each dataset whose runs were
-    trained on more than one CPU or instruction set. Their floats differ, so such a dataset's gains compare
-    machines as well as variants; a mixed commit is listed, not warned about (most commits change no result)."""
-    keys = ["cpu", "instruction_set", "code"]
+    (CPU, instruction set, threads, code) with its datasets and run count, and a warning for each dataset whose
+    runs were trained on more than one CPU or instruction set. Their floats differ, so such a dataset's gains
+    compare machines as well as variants; mixed thread counts and commits are listed, not warned about (another
+    thread count moves the floats as another seed does; most commits change no result)."""
+    keys = ["cpu", "instruction_set", "threads", "code"]
     groups = origins.group_by(keys, maintain_order=True).agg(
         datasets=pl.col("dataset").unique(maintain_order=True).sort(), runs=pl.len()
     )
@@ -312,12 +314,12 @@ def origins_markdown(origins: pl.DataFrame) -> str:
         "The same seed gives other floats, and so other metrics, on another CPU instruction set or thread count "
         "(recorded per run in the provenance of train/.../model.pt).",
         "",
-        "| CPU | instruction set | code | datasets | runs |",
-        "| --- | --- | --- | --- | --- |",
+        "| CPU | instruction set | threads | code | datasets | runs |",
+        "| --- | --- | --- | --- | --- | --- |",
     ]
     for row in groups.sort(keys).iter_rows(named=True):
-        lines.append(f"| {row['cpu']} | {row['instruction_set']} | {row['code']} | {', '.join(row['datasets'])} | "
-                     f"{row['runs']} |")
+        cells = [*(row[key] for key in keys), ", ".join(row["datasets"]), str(row["runs"])]
+        lines.append("| " + " | ".join(cells) + " |")
     mixed = mixed_machines(origins)
     if mixed:
         lines.append("")
