@@ -19,8 +19,14 @@ $(VENV)/.installed: requirements.txt pyproject.toml
 	$(BIN)/pip install --quiet --no-deps -e .
 	touch $@
 
+# On at most 3 cores every job runs on one thread (profiles/single-thread-jobs), as the results of record were
+# made: two jobs side by side then get through about 1.3x the epochs of one job on two threads (README, "Two
+# commands"). `make run CORES=8` overrides the count.
+CORES ?= $(shell nproc 2>/dev/null || echo 4)
+RUN_PROFILE := $(if $(filter 1 2 3,$(CORES)),--profile profiles/single-thread-jobs)
+
 run: install
-	snakemake --cores all
+	snakemake --cores all $(RUN_PROFILE)
 
 test: install
 	$(BIN)/python -m pytest

@@ -42,6 +42,17 @@ def test_the_single_thread_profile_names_every_rule_that_declares_more_than_one_
     assert profile["set-threads"] == {name: 1 for name in multi_threaded}
 
 
+def test_make_run_uses_one_thread_per_job_on_at_most_three_cores():
+    def planned(cores):  # `make -n` prints the commands without running them (nor the install)
+        result = subprocess.run(["make", "-n", "run", f"CORES={cores}"], cwd=REPO, capture_output=True, text=True)
+        assert result.returncode == 0, result.stderr
+        return result.stdout.strip().splitlines()[-1].split()
+
+    assert planned(2) == ["snakemake", "--cores", "all", "--profile", "profiles/single-thread-jobs"]
+    assert planned(3)[-1] == "profiles/single-thread-jobs"
+    assert planned(4) == planned(16) == ["snakemake", "--cores", "all"]
+
+
 def test_unknown_config_key_is_an_error_naming_the_key():
     result = snakemake("-n", "--cores", "1", "--config", "datasetz=[beauty]")
     assert result.returncode != 0
