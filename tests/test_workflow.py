@@ -44,9 +44,11 @@ def test_the_single_thread_profile_names_every_rule_that_declares_more_than_one_
 
 def test_make_run_uses_one_thread_per_job_on_at_most_three_cores():
     def planned(cores):  # `make -n` prints the commands without running them (nor the install)
-        result = subprocess.run(["make", "-n", "run", f"CORES={cores}"], cwd=REPO, capture_output=True, text=True)
+        command = ["make", "--no-print-directory", "-n", "run", f"CORES={cores}"]
+        result = subprocess.run(command, cwd=REPO, capture_output=True, text=True)
         assert result.returncode == 0, result.stderr
-        return result.stdout.strip().splitlines()[-1].split()
+        (line,) = [line for line in result.stdout.splitlines() if line.startswith("snakemake")]
+        return line.split()
 
     assert planned(2) == ["snakemake", "--cores", "all", "--profile", "profiles/single-thread-jobs"]
     assert planned(3)[-1] == "profiles/single-thread-jobs"
