@@ -228,12 +228,16 @@ def test_behavior_embeddings_cover_every_item_and_use_the_training_part_only(rep
 def test_provenance_without_git_records_no_commit(monkeypatch):
     import subprocess as subprocess_module
 
-    from bbqrec.io import provenance
+    from bbqrec.io import code_commit, provenance
 
     def no_git(*args, **kwargs):
         raise FileNotFoundError("git")
 
     monkeypatch.setattr(subprocess_module, "run", no_git)
-    run = provenance({"k": 1}, seed=3)
+    code_commit.cache_clear()  # looked up once per process: forget this process's checkout
+    try:
+        run = provenance({"k": 1}, seed=3)
+    finally:
+        code_commit.cache_clear()
     assert run["code"] is None and run["seed"] == 3 and run["config"] == {"k": 1}
     assert run["cpu"]["logical_cores"] >= 1

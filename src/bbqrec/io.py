@@ -7,6 +7,7 @@ crashed or interrupted stage never leaves a half-written file that Snakemake wou
 from __future__ import annotations
 
 import contextlib
+import functools
 import json
 import os
 import platform
@@ -114,6 +115,7 @@ def provenance(config: dict[str, Any] | None = None, seed: int | None = None) ->
     }
 
 
+@functools.cache  # one lookup per process: a stage writes several artifacts, and git takes about 10 ms
 def code_commit() -> dict[str, Any] | None:
     """The git commit of the checkout this package runs from and whether its tracked files differ from it
     (config, stage scripts and package alike); None outside git (an installed wheel) or without git."""
@@ -133,15 +135,20 @@ def code_commit() -> dict[str, Any] | None:
     return {"commit": commit, "uncommitted_changes": bool(changed)}
 
 
-def cpu_description() -> dict[str, Any]:
-    """The CPU model, the vector instruction set torch runs on (when torch is loaded) and torch's thread count."""
-    model = platform.processor() or None
+@functools.cache
+def cpu_model() -> str | None:
+    """The CPU's model name (Linux: /proc/cpuinfo; elsewhere what the platform reports, if anything)."""
     with contextlib.suppress(OSError):
         for line in Path("/proc/cpuinfo").read_text().splitlines():
             if line.startswith("model name"):
-                model = line.split(":", 1)[1].strip()
-                break
-    description: dict[str, Any] = {"model": model, "logical_cores": os.cpu_count()}
+                return line.split(":", 1)[1].strip()
+    return platform.processor() or None
+
+
+def cpu_description() -> dict[str, Any]:
+    """The CPU model, the vector instruction set torch runs on (when torch is loaded) and torch's thread count
+    (read at each call: a stage sets its threads after it starts)."""
+    description: dict[str, Any] = {"model": cpu_model(), "logical_cores": os.cpu_count()}
     torch = sys.modules.get("torch")  # never import torch here: the torch-free stages record provenance too
     if torch is not None:
         description["torch_capability"] = torch.backends.cpu.get_cpu_capability()
