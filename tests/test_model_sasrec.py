@@ -18,6 +18,10 @@ from bbqrec.models.similarity import SimilarityBias, cosine_bucket
 from bbqrec.training import TrainingSequences, pack_rows
 
 
+# The prefix bias from its code matches (SPARSE_SHARE unbounded) and from every pair (0: never the matches).
+EVERY_PAIR, CODE_MATCHES = 0.0, float("inf")
+
+
 # The direct definitions of the buckets, the reference the layer's fast path (prefix ids, count_equal_keys) is
 # checked against: the broadcast comparison of codes [B, L, M, levels] -> [B, L, L, M, M].
 def prefix_match_length(codes):
@@ -160,10 +164,56 @@ def test_similarity_buckets_by_hand():
     assert causal[0, 1].item() == causal[0, 2].item() == causal[1, 2].item() == MASKED
 
 
-@pytest.mark.parametrize("kind", ["prefix", "equal_levels"])
-def test_fast_buckets_and_bias_equal_the_reference_on_real_codes(beauty, attribute_codes, kind, monkeypatch):
-    # The layer's fast path (level keys of item pairs, one-hot or level steps @ table) against the direct
-    # definitions: the broadcast comparison of codes and a sum of the M*M table entries per pair.
+@pytest.mark.parametrize("share", [CODE_MATCHES, EVERY_PAIR])
+def test_prefix_bias_of_a_padding_query_shares_no_prefix(share, monkeypatch):
+    # Padding (item 0) is not an item: a padding query, which an unpacked row lets attend to the items before
+    # it and whose output nothing reads, gets the bias of sharing no prefix even where its code row matches.
+    monkeypatch.setattr(similarity, "SPARSE_SHARE", share)
+    codes = torch.tensor([[[0, 0, 0], [0, 0, 0]], [[0, 0, 3], [0, 5, 9]]])  # item 1 starts with padding's codes
+    bias = SimilarityBias("prefix", n_layers=1, n_heads=1, item_codes=codes)
+    with torch.no_grad():
+        bias.tables[0, :, 0] = torch.arange(20.0)  # entry of (pair, bucket) = 5 * pair + bucket
+    item_seq = torch.tensor([[1, 0]])
+    values = bias(item_seq, allowed_pairs(item_seq))[0, 0, 0]
+    assert values[1, 0].item() == 0 + 5 + 10 + 15  # bucket 0 (no shared prefix) of every stream pair
+    assert values[0, 0].item() == 4 + 9 + 14 + 19  # the item itself: "self"
+    assert values[0, 1].item() == values[1, 1].item() == MASKED  # padding is never a key
+
+
+def test_prefix_bias_from_code_matches_only_while_they_are_few(beauty, attribute_codes):
+    # Real attribute codes match in under 1% of the dense comparisons: the bias comes from the matches. With a
+    # first level that every item shares, every pair matches there: the dense comparison is cheaper and taken.
+    # Both give the other path's bias and table gradient.
+    _, _, histories = beauty
+    allowed = allowed_pairs(histories) & (histories != 0)[:, :, None]  # item queries only, as in packed rows
+    shared_first = torch.cat([torch.ones_like(attribute_codes[:, :, :1]), attribute_codes], dim=2)
+    for codes, from_matches in ((attribute_codes, True), (shared_first, False)):
+        bias = SimilarityBias("prefix", n_layers=2, n_heads=2, item_codes=codes)
+        torch.nn.init.normal_(bias.tables)
+        assert (bias._prefix_matches(histories, allowed) is not None) == from_matches
+        weights = torch.randn(2, len(histories), 2, 50, 50, generator=torch.Generator().manual_seed(0))
+        results = []
+        for share in (CODE_MATCHES, EVERY_PAIR):
+            with pytest.MonkeyPatch.context() as patch:
+                patch.setattr(similarity, "SPARSE_SHARE", share)
+                values = bias(histories, allowed)
+            (values * weights).sum().backward()
+            results.append((values.detach(), bias.tables.grad))
+            bias.tables.grad = None
+        (matched, matched_grad), (dense, dense_grad) = results
+        assert torch.equal(matched == MASKED, dense == MASKED)
+        assert torch.allclose(matched, dense, atol=1e-5)
+        assert torch.allclose(matched_grad, dense_grad, rtol=1e-4, atol=1e-3)
+
+
+@pytest.mark.parametrize(
+    "kind, share", [("prefix", CODE_MATCHES), ("prefix", EVERY_PAIR), ("equal_levels", EVERY_PAIR)]
+)
+def test_fast_buckets_and_bias_equal_the_reference_on_real_codes(beauty, attribute_codes, kind, share, monkeypatch):
+    # The layer's fast paths (level keys of item pairs, one-hot or level steps @ table; for prefix also the
+    # sorted code matches) against the direct definitions: the broadcast comparison of codes and a sum of the
+    # M*M table entries per pair.
+    monkeypatch.setattr(similarity, "SPARSE_SHARE", share)
     _, _, histories = beauty
     every_pair = torch.ones(histories.shape[0], 50, 50, dtype=torch.bool)
     reference = prefix_match_length if kind == "prefix" else equal_level_count

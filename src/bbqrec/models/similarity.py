@@ -22,6 +22,9 @@ from bbqrec.models.variants import SIMILARITIES
 
 # Item pairs per chunk when no gradient is needed (evaluation): bounds memory to about 0.3 GB.
 PAIRS_PER_CHUNK = 1 << 20
+# The prefix bias enumerates code matches while they are at most this share of the dense path's comparisons
+# (allowed pairs x M*M x levels); with K-way codebooks they are a few percent.
+SPARSE_SHARE = 0.25
 
 
 def prefix_ids(codes: Tensor) -> Tensor:
@@ -149,9 +152,15 @@ class SimilarityBias(nn.Module):
         """Every layer's attention bias for sequences [B, L]: [layers, B, H, L, L], the similarity bias on the
         `allowed` pairs [B, L, L] (see layers.allowed_pairs) and `MASKED` elsewhere.
 
-        The bias of a position pair is the bias of its item pair, so only the pairs that attention uses are
-        computed: with causal, packed rows, a third of the L*L grid on MovieLens and a seventh on Beauty.
+        The bias of a position pair is the bias of its item pair; a pair with padding (a padding query, which
+        attention never reads back) counts as sharing nothing. The prefix kind adds the table steps of the few
+        code matches to a constant (`_prefix_bias_from_matches`); otherwise, and when matches are many, the bias
+        is computed for every pair that attention uses (causal, within one packed sequence).
         """
+        if self.kind == "prefix":
+            matches = self._prefix_matches(item_seq, allowed)
+            if matches is not None:
+                return self._prefix_bias_from_matches(item_seq, allowed, *matches)
         batch, length = item_seq.shape
         n_layers, _, n_heads = self.tables.shape
         row, query, key = allowed.nonzero(as_tuple=True)
@@ -162,11 +171,65 @@ class SimilarityBias(nn.Module):
             chunks = zip(query_items.split(PAIRS_PER_CHUNK), key_items.split(PAIRS_PER_CHUNK))
             values = torch.cat([self.pair_bias(q, k) for q, k in chunks])
         # written straight into the contiguous [layers, B, H, L, L] layout that attention reads
-        head = torch.arange(n_heads, device=item_seq.device)
-        flat = (((row[:, None] * n_heads + head) * length + query[:, None]) * length + key[:, None]).flatten()
-        values = values.view(-1, n_layers, n_heads).permute(1, 0, 2).reshape(n_layers, -1)  # [layers, P*H]
-        bias = values.new_full((n_layers, batch * n_heads * length * length), MASKED).index_copy(1, flat, values)
-        return bias.view(n_layers, batch, n_heads, length, length)
+        flat = self._layout_index(row, query, key, batch, length)  # [P, layers, H]
+        values = values.view(-1, n_layers, n_heads)
+        bias = values.new_full((n_layers * batch * n_heads * length * length,), MASKED)
+        return bias.index_copy(0, flat.flatten(), values.flatten()).view(n_layers, batch, n_heads, length, length)
+
+    def _layout_index(self, row: Tensor, query: Tensor, key: Tensor, batch: int, length: int) -> Tensor:
+        """Where position pairs [P] (row, query, key) lie in the flat [layers, B, H, L, L] bias: [P, layers, H]."""
+        n_layers, _, n_heads = self.tables.shape
+        layer = torch.arange(n_layers, device=row.device)[:, None]
+        head = torch.arange(n_heads, device=row.device)
+        rows = (layer * batch + row[:, None, None]) * n_heads + head  # [P, layers, H]
+        return (rows * length + query[:, None, None]) * length + key[:, None, None]
+
+    def _prefix_matches(self, item_seq: Tensor, allowed: Tensor) -> tuple[Tensor, ...] | None:
+        """Every allowed pair of different items whose level-l prefix ids agree in streams m (query) and n (key):
+        row, query, key and step = (m*M + n)*levels + l, each [K]. None when they are many (a tokenizer with
+        few distinct codes), where the dense comparison of every pair is cheaper.
+
+        Equal ids are found by sorting: every (row, level, id) group of (position, stream) elements pairs up,
+        so the work grows with the matches (about 1/K of the pairs at level 1 for K codes), not with M*M*levels
+        comparisons of every pair.
+        """
+        streams, levels = self.n_streams, self.n_levels
+        row, position = (item_seq != 0).nonzero(as_tuple=True)  # [E] item positions
+        keys = self.level_keys[item_seq[row, position]]  # [E, M, levels]
+        level = torch.arange(levels, device=item_seq.device)
+        group = ((row[:, None, None] * levels + level) * (int(self.level_keys.max()) + 1) + keys).flatten()
+        order = torch.argsort(group, stable=True)  # stable: the same matches in the same order every time
+        _, counts = torch.unique_consecutive(group[order], return_counts=True)
+        size = counts.repeat_interleave(counts)  # of each sorted element's group
+        n_candidates = int(size.sum())
+        if n_candidates > SPARSE_SHARE * int(allowed.sum()) * streams * streams * levels:
+            return None
+        # each sorted element i with every element of its group: (first, second) in sorted order
+        start = (counts.cumsum(0) - counts).repeat_interleave(counts)
+        first = torch.arange(len(order), device=order.device).repeat_interleave(size)
+        offset = torch.arange(n_candidates, device=order.device) - (size.cumsum(0) - size).repeat_interleave(size)
+        query_element, key_element = order[first], order[start.repeat_interleave(size) + offset]
+        per_position = streams * levels  # elements are laid out [E, M, levels]
+        query_at, key_at = query_element // per_position, key_element // per_position
+        query, key, pair_row = position[query_at], position[key_at], row[query_at]
+        keep = allowed[pair_row, query, key] & (item_seq[pair_row, query] != item_seq[pair_row, key])
+        query_stream = query_element[keep] // levels % streams
+        key_stream = key_element[keep] // levels % streams
+        step = (query_stream * streams + key_stream) * levels + query_element[keep] % levels
+        return pair_row[keep], query[keep], key[keep], step
+
+    def _prefix_bias_from_matches(
+        self, item_seq: Tensor, allowed: Tensor, row: Tensor, query: Tensor, key: Tensor, step: Tensor
+    ) -> Tensor:
+        """The prefix bias [layers, B, H, L, L] from `_prefix_matches` (see `_prefix_bias`): an allowed pair of
+        different items gets w[0] summed over the stream pairs plus the level step w[l] - w[l-1] of each match,
+        a pair of the same item the "self" rows, a forbidden pair `MASKED`."""
+        batch, length = item_seq.shape
+        n_layers, _, n_heads = self.tables.shape
+        same = allowed & (item_seq[:, :, None] == item_seq[:, None, :])
+        flat = self._layout_index(row, query, key, batch, length).flatten()
+        shape = (n_layers, batch, n_heads, length, length)
+        return _PrefixBiasFromMatches.apply(*self._prefix_rows(), allowed, same, flat, step, shape)
 
     def _equal_levels(self, query_items: Tensor, key_items: Tensor) -> Tensor:
         """Level by level, whether the level keys of every stream pair are equal: [P] twice -> [P, M*M*levels].
@@ -192,11 +255,56 @@ class SimilarityBias(nn.Module):
         the one-hot rows.
         """
         equal = self._equal_levels(query_items, key_items)  # [P, M*M*levels]
+        equal &= (query_items != 0)[:, None]  # padding shares no prefix (as in `_prefix_matches`)
+        steps, no_prefix, same_item = self._prefix_rows()
+        bias = equal.float() @ steps + no_prefix
+        return torch.where((query_items == key_items)[:, None], same_item, bias)
+
+    def _prefix_rows(self) -> tuple[Tensor, Tensor, Tensor]:
+        """The prefix table as level steps w[l] - w[l-1] [M*M*levels, layers*H] (rows in (m, n, l) order), and
+        the bias of sharing no prefix (w[0] summed over stream pairs) and of the same item, each [layers*H]."""
         streams, levels = self.n_streams, self.n_levels
         n_layers, _, n_heads = self.tables.shape
         tables = self.tables.view(n_layers, streams * streams, self.n_buckets, n_heads)
         steps = tables[:, :, 1 : levels + 1] - tables[:, :, :levels]  # [layers, M*M, levels, H]
-        steps = steps.permute(1, 2, 0, 3).reshape(-1, n_layers * n_heads)  # [M*M*levels, layers*H]
-        bias = equal.float() @ steps + tables[:, :, 0].sum(dim=1).flatten()  # + w[0] of every stream pair
-        self_rows = tables[:, :, self.self_bucket].sum(dim=1).flatten()  # [layers*H]
-        return torch.where((query_items == key_items)[:, None], self_rows, bias)
+        steps = steps.permute(1, 2, 0, 3).reshape(-1, n_layers * n_heads)
+        return steps, tables[:, :, 0].sum(dim=1).flatten(), tables[:, :, self.self_bucket].sum(dim=1).flatten()
+
+
+class _PrefixBiasFromMatches(torch.autograd.Function):
+    """Writes the prefix bias into the [layers, B, H, L, L] layout and sums its gradient back into the table rows.
+
+    Autograd through `torch.where` and an in-place `index_add_` would keep full-size zero and copy tensors for
+    the backward pass; here the gradient of the two constant rows is one masked sum over the grid and that of
+    the level steps a gather at the matched cells.
+    """
+
+    @staticmethod
+    def forward(ctx, steps, no_prefix, same_item, allowed, same, flat, step, shape):
+        # allowed, same [B, L, L]: the pairs attention uses, and those of them that hold the same item
+        n_layers, _, n_heads, _, _ = shape
+        forbidden = ~allowed
+        bias = steps.new_empty(shape)
+        for layer in range(n_layers):
+            for head in range(n_heads):
+                column = layer * n_heads + head
+                pairs = bias[layer, :, head].fill_(no_prefix[column])
+                pairs.masked_fill_(same, same_item[column]).masked_fill_(forbidden, MASKED)
+        bias.view(-1).index_add_(0, flat, steps[step].flatten())
+        ctx.save_for_backward(allowed, same, flat, step)
+        ctx.n_steps = steps.shape[0]
+        return bias
+
+    @staticmethod
+    def backward(ctx, grad):
+        allowed, same, flat, step = ctx.saved_tensors
+        n_layers, batch, n_heads, length, _ = grad.shape
+        grad = grad.contiguous()
+        # per sequence b, [H, L*L] @ [L*L, 2] sums its different-item and same-item pairs; then over sequences
+        kinds = torch.stack([allowed & ~same, same], dim=-1).to(grad.dtype).view(batch, length * length, 2)
+        per_layer = grad.view(n_layers, batch, n_heads, -1)
+        constant = torch.stack([torch.bmm(per_layer[layer], kinds).sum(dim=0) for layer in range(n_layers)])
+        at_matches = grad.view(-1)[flat].view(-1, n_layers * n_heads)
+        grad_steps = at_matches.new_zeros(ctx.n_steps, n_layers * n_heads).index_add_(0, step, at_matches)
+        no_prefix, same_item = constant.permute(2, 0, 1).reshape(2, -1)  # each [layers*H]
+        return grad_steps, no_prefix, same_item, None, None, None, None, None
