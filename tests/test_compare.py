@@ -12,14 +12,12 @@ from bbqrec.evaluation.compare import (
     comparison_by_popularity,
     comparison_table,
     markdown,
-    mixed_machines,
-    origins_markdown,
     popularity_buckets,
     popularity_markdown,
-    run_origin,
     target_popularity,
 )
 from bbqrec.io import InputError
+from bbqrec.origins import mixed_machines, origins_markdown, run_origin
 
 
 def metrics_rows(variant, seed, recall10):

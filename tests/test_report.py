@@ -204,6 +204,29 @@ def test_comparison_page_has_a_table_per_popularity_bucket():
         comparison_html(table, by_popularity=table)
 
 
+def test_comparison_page_ends_with_where_the_runs_were_trained():
+    def run(dataset, variant, cpu, instruction_set, code="0123456789ab"):
+        return {"dataset": dataset, "variant": variant, "seed": 0, "cpu": cpu, "instruction_set": instruction_set,
+                "threads": "1", "code": code}
+
+    origins = pl.DataFrame([
+        run("d", "sasrec", "AMD EPYC", "AVX512"), run("d", "bbqrec", "AMD EPYC", "AVX512"),
+        run("e", "sasrec", "AMD EPYC", "AVX512"), run("e", "bbqrec", "Xeon <v4>", "AVX2"),
+    ])
+    table = comparison()
+    page = comparison_html(table, ["sasrec", "sasrec-mm", "bbqrec"], origins=origins)
+    section = page[page.index("<h2>Where the runs were trained</h2>"):]
+    cells = lambda *values: "".join(f'<td class="name">{v}</td>' for v in values)  # noqa: E731
+    assert f"<tr>{cells('AMD EPYC', 'AVX512', '1', '0123456789ab', 'd, e', '3')}</tr>" in section
+    assert f"<tr>{cells('Xeon &lt;v4&gt;', 'AVX2', '1', '0123456789ab', 'e', '1')}</tr>" in section  # escaped
+    assert section.count("were trained on") == 1  # only e mixes machines
+    assert "The runs of e were trained on AMD EPYC (AVX512) and Xeon &lt;v4&gt; (AVX2)" in section
+    assert comparison_html(table, ["sasrec", "sasrec-mm", "bbqrec"]) == page.replace(
+        page[page.index("\n<h2>Where the runs were trained</h2>"):page.index("\n</body>")], "")
+    with pytest.raises(InputError, match="comparison origins: expected the columns"):
+        comparison_html(table, origins=origins.drop("code"))
+
+
 def test_report_rules_are_planned_by_the_default_run(default_config_jobs):
     for rule in REPORT_RULES:
         assert default_config_jobs.get(rule, 0) >= 1, rule

@@ -121,13 +121,14 @@ def test_train_then_evaluate_write_the_artifacts(repo_root, data_slice, tmp_path
     (tmp_path / "beauty").mkdir()
     (tmp_path / "beauty" / "data").symlink_to(data_slice)
     out = {name: tmp_path / f"comparison{suffix}" for name, suffix in
-           (("table", ".parquet"), ("popularity", "_by_popularity.parquet"), ("markdown", ".md"))}
+           (("table", ".parquet"), ("popularity", "_by_popularity.parquet"), ("markdown", ".md"),
+            ("origins", "_origins.parquet"))}
 
     def compare(eval_dir):
         _script(repo_root, "compare").main(
             ["--eval-dirs", str(eval_dir), "--data-dirs", str(tmp_path / "beauty" / "data"), "--variants", "sasrec",
              "--out-parquet", str(out["table"]), "--out-popularity", str(out["popularity"]),
-             "--out-markdown", str(out["markdown"])]
+             "--out-markdown", str(out["markdown"]), "--out-origins", str(out["origins"])]
         )
         return pl.read_parquet(out["table"]), pl.read_parquet(out["popularity"])
 
@@ -151,6 +152,9 @@ def test_train_then_evaluate_write_the_artifacts(repo_root, data_slice, tmp_path
     assert trained == {key: saved["provenance"][key] for key in ("code", "platform", "cpu")}
     machine = f"| {trained['cpu']['model']} | {torch.backends.cpu.get_cpu_capability()} | 1 |"
     assert "# Where the runs were trained" in out["markdown"].read_text() and machine in out["markdown"].read_text()
+    origin = pl.read_parquet(out["origins"]).row(0, named=True)  # and per run, for the report's page
+    assert origin["cpu"] == trained["cpu"]["model"] and origin["code"].startswith(trained["code"]["commit"][:12])
+    assert (origin["dataset"], origin["variant"], origin["seed"]) == ("beauty", "sasrec", 1)
     # A user_metrics.parquet of an older evaluate stage (test rows, no split column) still compares, with a warning.
     old_dir = tmp_path / "eval-old"
     shutil.copytree(eval_dir, old_dir)

@@ -161,6 +161,7 @@ rule report_comparison:
     input:
         table="results/comparison.parquet",
         by_popularity="results/comparison_by_popularity.parquet",
+        origins="results/comparison_origins.parquet",
     output:
         table=report(
             "results/comparison.html",
@@ -187,4 +188,4 @@ rule report_comparison:
         variants=get_variants(),
     shell:
         "{params.script} --table {input.table} --by-popularity {input.by_popularity}"
-        " --variants {params.variants} --out-html {output.table} --out-svg {output.chart} > {log} 2>&1"
+        " --origins {input.origins} --variants {params.variants} --out-html {output.table} --out-svg {output.chart} > {log} 2>&1"

@@ -164,6 +164,7 @@ rule compare:
             category="4. Comparison",
             labels={"view": "table (Markdown)"},
         ),
+        origins="results/comparison_origins.parquet",
     log:
         "logs/compare.log",
     conda:
@@ -184,4 +185,4 @@ rule compare:
         "{params.script} --eval-dirs {params.eval_dirs} --data-dirs {params.data_dirs}"
         " --variants {params.variants} --popularity-edges {params.popularity_edges}"
         " --out-parquet {output.table} --out-popularity {output.by_popularity}"
-        " --out-markdown {output.markdown} > {log} 2>&1"
+        " --out-markdown {output.markdown} --out-origins {output.origins} > {log} 2>&1"

@@ -23,12 +23,10 @@ from bbqrec.evaluation.compare import (
     comparison_by_popularity,
     comparison_table,
     markdown,
-    mixed_machines,
-    origins_markdown,
     popularity_markdown,
-    run_origin,
     target_popularity,
 )
+from bbqrec.origins import mixed_machines, origins_markdown, run_origin
 from bbqrec.io import InputError, atomic_path, provenance, read_parquet_metadata, write_parquet
 
 
@@ -44,6 +42,8 @@ def parse_args(argv=None):
     parser.add_argument("--out-parquet", type=Path, required=True)
     parser.add_argument("--out-popularity", type=Path, required=True, help="comparison_by_popularity.parquet")
     parser.add_argument("--out-markdown", type=Path, required=True)
+    parser.add_argument("--out-origins", type=Path, required=True,
+                        help="comparison_origins.parquet: where each run was trained (CPU, instruction set, code)")
     return parser.parse_args(argv)
 
 
@@ -93,6 +93,8 @@ def main(argv=None) -> int:
     run = {"variants": args.variants, "popularity_edges": args.popularity_edges}
     write_parquet(pl.concat(tables), args.out_parquet, metadata={"provenance": provenance(run)})
     write_parquet(pl.concat(by_popularity), args.out_popularity, metadata={"provenance": provenance(run)})
+    origins = origins.sort("dataset", "variant", "seed")
+    write_parquet(origins, args.out_origins, metadata={"provenance": provenance(run)})
     sections = []
     for table, buckets in zip(tables, by_popularity):
         sections.append(markdown(table, args.variants))

@@ -12,6 +12,7 @@ from collections.abc import Sequence
 import polars as pl
 
 from bbqrec.io import InputError
+from bbqrec.origins import ORIGIN_KEYS, mixed_machines, origin_groups
 
 METRIC_NAMES = {"recall": "Recall", "ndcg": "NDCG"}
 HEADLINE = (("recall", 10), ("ndcg", 10))
@@ -164,17 +165,24 @@ def _headline_table(
 
 
 def comparison_html(
-    table: pl.DataFrame, variants: Sequence[str] = (), headline=HEADLINE, by_popularity: pl.DataFrame | None = None
+    table: pl.DataFrame,
+    variants: Sequence[str] = (),
+    headline=HEADLINE,
+    by_popularity: pl.DataFrame | None = None,
+    origins: pl.DataFrame | None = None,
 ) -> str:
     """results/comparison.parquet as one table per dataset: mean ± std of the headline metrics (best in bold),
     the gain over each baseline that was run (green/red) and its p-values over users and over seeds (bold below
     0.05), then every cutoff's mean; with `by_popularity` (results/comparison_by_popularity.parquet) the first
-    table again per bucket of the test target's training count. Both tables' validation rows are left out."""
+    table again per bucket of the test target's training count. Both tables' validation rows are left out. With
+    `origins` (results/comparison_origins.parquet) the page ends with where the runs were trained."""
     needed = {"dataset", "variant", "split", "metric", "k", "mean", "std", "seeds"}
     if not needed <= set(table.columns):
         raise InputError(f"comparison table: missing columns {sorted(needed - set(table.columns))}")
     if by_popularity is not None and not needed | {"bucket_min", "bucket", "users"} <= set(by_popularity.columns):
         raise InputError("comparison by popularity: expected the columns of results/comparison_by_popularity.parquet")
+    if origins is not None and not {"dataset", *ORIGIN_KEYS} <= set(origins.columns):
+        raise InputError("comparison origins: expected the columns of results/comparison_origins.parquet")
     table = table.filter(pl.col("split") == "test")
     by_popularity = by_popularity.filter(pl.col("split") == "test") if by_popularity is not None else None
     baselines = baseline_columns(table)
@@ -219,4 +227,28 @@ def comparison_html(
                     "bucket; gain and p within the bucket):</p>")
         for _, bucket_rows in buckets.group_by("bucket_min", maintain_order=True):
             body.append(_headline_table(bucket_rows, present, baselines, headline, lead=("bucket", "users")))
+    if origins is not None:
+        body.append(_origins_section(origins))
     return page("Comparison", "\n".join(part for part in body if part))
+
+
+def _origins_section(origins: pl.DataFrame) -> str:
+    """Where the runs were trained: one row per CPU, instruction set, threads and commit (bbqrec.origins), and a
+    warning for each dataset trained on more than one CPU or instruction set."""
+    groups = origin_groups(origins)
+    names = (html.escape(column.replace("_", " ")) for column in groups.columns)
+    head = "<tr>" + "".join(f"<th class=\"name\">{name}</th>" for name in names) + "</tr>"
+    rows = "".join(
+        "<tr>" + "".join(f"<td class=\"name\">{html.escape(str(v))}</td>" for v in row) + "</tr>"
+        for row in groups.iter_rows()
+    )
+    warnings = "".join(
+        f"<p class=\"neg\">The runs of {html.escape(d)} were trained on {html.escape(m)}: its gains compare machines "
+        "as well as variants.</p>"
+        for d, m in mixed_machines(origins).items()
+    )
+    return (
+        "<h2>Where the runs were trained</h2><p class=\"note\">The same seed gives other floats, and so other "
+        "metrics, on another CPU instruction set or thread count (each run's provenance).</p>"
+        f"<table>{head}{rows}</table>{warnings}"
+    )
