@@ -9,8 +9,9 @@ Each variant runs in a fresh process, so its peak memory (max RSS, and peak CUDA
 Reports seconds per training epoch, per validation pass during training, per full test evaluation
 (ranks of all 22,363 targets among all items) and per top-20 recommendation pass, epochs run, the best epoch
 and the wall time of the whole fit. Without --sids, `bbqrec` gets RANDOM semantic IDs (3 streams, 3 levels of
-256 codes, 32-d quantized vectors, seeded), and without --text random 384-d text vectors: the cost of the model
-does not depend on their values.
+256 codes, 32-d quantized vectors, seeded), and without --text random 384-d text vectors. The cost of the model
+does not depend on the vectors' values; that of the prefix bias grows with the pairs whose codes match, which are
+fewer with uniform random codes than with a tokenizer's (pass --sids for those).
 """
 
 from __future__ import annotations
