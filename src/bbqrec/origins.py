@@ -9,6 +9,7 @@ from __future__ import annotations
 import polars as pl
 
 UNRECORDED = "not recorded"  # runs evaluated before evaluate recorded the training run's provenance
+ORIGIN_KEYS = ("cpu", "instruction_set", "threads", "code")  # what tells two runs' machines and code apart
 
 
 def run_origin(provenance: dict) -> dict[str, str]:
@@ -53,8 +54,6 @@ def origins_markdown(origins: pl.DataFrame) -> str:
                   "as variants." for dataset, machines in mixed.items()]
     return "\n".join(lines) + "\n"
 
-
-ORIGIN_KEYS = ("cpu", "instruction_set", "threads", "code")
 
 
 def origin_groups(origins: pl.DataFrame) -> pl.DataFrame:
