@@ -47,11 +47,10 @@ def origins_markdown(origins: pl.DataFrame) -> str:
     ]
     for row in groups.iter_rows():
         lines.append("| " + " | ".join(map(str, row)) + " |")
-    mixed = mixed_machines(origins)
-    if mixed:
+    warnings = machine_warnings(origins)
+    if warnings:
         lines.append("")
-        lines += [f"Warning: the runs of {dataset} were trained on {machines}; its gains compare machines as well "
-                  "as variants." for dataset, machines in mixed.items()]
+        lines += [f"Warning: {warning}." for warning in warnings]
     return "\n".join(lines) + "\n"
 
 
@@ -80,3 +79,11 @@ def mixed_machines(origins: pl.DataFrame) -> dict[str, str]:
         for (dataset,), group in machines.group_by("dataset", maintain_order=True)
         if group.height > 1
     }
+
+
+def machine_warnings(origins: pl.DataFrame) -> list[str]:
+    """One sentence per dataset of `mixed_machines`, for the compare log, comparison.md and the report's page."""
+    return [
+        f"the runs of {dataset} were trained on {machines}: its gains compare machines as well as variants"
+        for dataset, machines in mixed_machines(origins).items()
+    ]

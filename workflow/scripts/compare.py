@@ -26,7 +26,7 @@ from bbqrec.evaluation.compare import (
     popularity_markdown,
     target_popularity,
 )
-from bbqrec.origins import mixed_machines, origins_markdown, run_origin
+from bbqrec.origins import machine_warnings, origins_markdown, run_origin
 from bbqrec.io import InputError, atomic_path, provenance, read_parquet_metadata, write_parquet
 
 
@@ -70,9 +70,8 @@ def main(argv=None) -> int:
         )
     metrics, user_metrics = pl.concat(metrics), pl.concat(user_metrics, how="vertical_relaxed")
     origins = pl.concat(origins)
-    for dataset, machines in mixed_machines(origins).items():
-        logging.warning("the runs of %s were trained on %s: its gains compare machines as well as variants",
-                        dataset, machines)
+    for warning in machine_warnings(origins):
+        logging.warning(warning)
     data_dirs = {folder.parent.name: folder for folder in args.data_dirs}  # results/<ds>/data
     missing = sorted(set(metrics["dataset"]) - data_dirs.keys())
     if missing:

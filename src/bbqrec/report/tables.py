@@ -12,7 +12,7 @@ from collections.abc import Sequence
 import polars as pl
 
 from bbqrec.io import InputError
-from bbqrec.origins import ORIGIN_KEYS, mixed_machines, origin_groups
+from bbqrec.origins import ORIGIN_KEYS, machine_warnings, origin_groups
 
 METRIC_NAMES = {"recall": "Recall", "ndcg": "NDCG"}
 HEADLINE = (("recall", 10), ("ndcg", 10))
@@ -243,9 +243,8 @@ def _origins_section(origins: pl.DataFrame) -> str:
         for row in groups.iter_rows()
     )
     warnings = "".join(
-        f"<p class=\"neg\">The runs of {html.escape(d)} were trained on {html.escape(m)}: its gains compare machines "
-        "as well as variants.</p>"
-        for d, m in mixed_machines(origins).items()
+        f"<p class=\"neg\">{html.escape(warning[0].upper() + warning[1:])}.</p>"
+        for warning in machine_warnings(origins)
     )
     return (
         "<h2>Where the runs were trained</h2><p class=\"note\">The same seed gives other floats, and so other "
