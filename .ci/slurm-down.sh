@@ -1,8 +1,16 @@
 #!/usr/bin/env bash
-# Stop the daemons started by slurm-up.sh, by PID, in reverse start order (each waited for up to 10 s).
+# Stop the daemons started by slurm-up.sh, by PID, in reverse start order (each waited for up to 10 s), then purge
+# the packages it installed (with the dependencies they pulled in), so that the machine is as slurm-up.sh found it.
 for pidfile in /run/slurmd.pid /run/slurmctld.pid /run/slurmdbd.pid /run/mysqld/mysqld.pid /run/munge/munged.pid; do
   [ -s "$pidfile" ] || continue
   pid=$(cat "$pidfile")
   kill "$pid" 2>/dev/null || continue
   for i in $(seq 40); do kill -0 "$pid" 2>/dev/null || break; sleep 0.25; done
 done
+
+STATE=/var/lib/bbqrec-ci/installed-packages
+if [ -s "$STATE" ]; then
+  export DEBIAN_FRONTEND=noninteractive
+  apt-get purge -y -qq $(sort -u "$STATE") >/dev/null
+  rm -f "$STATE"
+fi

@@ -11,7 +11,15 @@ export DEBIAN_FRONTEND=noninteractive
 apt-get update -qq
 PKGS="munge slurm-client slurmctld slurmd"
 [ "$ACCT" = 1 ] && PKGS="$PKGS slurmdbd mariadb-server"
+# slurm-down.sh purges what this installs (the packages and the dependencies they pulled in): a SLURM client left
+# without its controller makes every later snakemake start wait about 10 s, since the slurm executor plugin asks
+# `scontrol show config` when it loads.
+STATE=/var/lib/bbqrec-ci
+mkdir -p "$STATE"
+dpkg-query -W -f='${Package}\n' | sort > "$STATE/packages-before"
 apt-get install -y -qq --no-install-recommends $PKGS >/dev/null
+dpkg-query -W -f='${Package}\n' | sort | comm -13 "$STATE/packages-before" - >> "$STATE/installed-packages"
+rm -f "$STATE/packages-before"
 
 HOST=$(hostname -s)
 NCPU=$(nproc)
