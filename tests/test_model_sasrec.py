@@ -206,6 +206,20 @@ def test_prefix_bias_from_code_matches_only_while_they_are_few(beauty, attribute
         assert torch.allclose(matched_grad, dense_grad, rtol=1e-4, atol=1e-3)
 
 
+def test_the_switch_counts_candidates_and_dense_comparisons_by_hand():
+    # One stream, two levels; items 1 (0,0), 2 (0,1), 3 (1,0). Sequence [1, 2, 3, pad]: at level 1 the prefix
+    # ids group positions {0, 1} and {2}, at level 2 every position is alone: 2*2 + 1 + 1 + 1 + 1 = 8 candidate
+    # (element, element) pairs. Causal pairs with an item key: 1 + 2 + 3 + 3 (the padding query) = 9, x 1 stream
+    # pair x 2 levels = 18 dense comparisons.
+    codes = torch.tensor([[[-1, -1]], [[0, 0]], [[0, 1]], [[1, 0]]])
+    bias = SimilarityBias("prefix", n_layers=1, n_heads=1, item_codes=codes)
+    sequence = torch.tensor([[1, 2, 3, 0]])
+    assert bias.match_candidates(sequence) == 8
+    assert bias.dense_comparisons(allowed_pairs(sequence)) == 18
+    # one more sequence in the batch adds its own groups, never a group across rows: [3, 3] pairs at both levels
+    assert bias.match_candidates(torch.tensor([[1, 2, 3, 0], [3, 3, 0, 0]])) == 8 + 4 + 4
+
+
 @pytest.mark.parametrize(
     "kind, share", [("prefix", CODE_MATCHES), ("prefix", EVERY_PAIR), ("equal_levels", EVERY_PAIR)]
 )

@@ -22,9 +22,10 @@ from bbqrec.models.variants import SIMILARITIES
 
 # Item pairs per chunk when no gradient is needed (evaluation): bounds memory to about 0.3 GB.
 PAIRS_PER_CHUNK = 1 << 20
-# The prefix bias enumerates code matches while they are at most this share of the dense path's comparisons
-# (allowed pairs x M*M x levels); with K-way codebooks they are a few percent.
-SPARSE_SHARE = 0.25
+# The prefix bias enumerates code matches while their candidates are at most this share of the dense path's
+# comparisons (allowed pairs x M*M x levels). Trained codes give a few percent; the two paths cost the same at
+# about 0.14 (benchmarks/bench_prefix_bias.py on MovieLens-100K, one AVX2 thread), so the switch sits just below.
+SPARSE_SHARE = 0.125
 
 
 def prefix_ids(codes: Tensor) -> Tensor:
@@ -194,15 +195,10 @@ class SimilarityBias(nn.Module):
         comparisons of every pair.
         """
         streams, levels = self.n_streams, self.n_levels
-        row, position = (item_seq != 0).nonzero(as_tuple=True)  # [E] item positions
-        keys = self.level_keys[item_seq[row, position]]  # [E, M, levels]
-        level = torch.arange(levels, device=item_seq.device)
-        group = ((row[:, None, None] * levels + level) * (int(self.level_keys.max()) + 1) + keys).flatten()
-        order = torch.argsort(group, stable=True)  # stable: the same matches in the same order every time
-        _, counts = torch.unique_consecutive(group[order], return_counts=True)
+        row, position, order, counts = self._prefix_groups(item_seq)
         size = counts.repeat_interleave(counts)  # of each sorted element's group
         n_candidates = int(size.sum())
-        if n_candidates > SPARSE_SHARE * int(allowed.sum()) * streams * streams * levels:
+        if n_candidates > SPARSE_SHARE * self.dense_comparisons(allowed):
             return None
         # each sorted element i with every element of its group: (first, second) in sorted order
         start = (counts.cumsum(0) - counts).repeat_interleave(counts)
@@ -217,6 +213,28 @@ class SimilarityBias(nn.Module):
         key_stream = key_element[keep] // levels % streams
         step = (query_stream * streams + key_stream) * levels + query_element[keep] % levels
         return pair_row[keep], query[keep], key[keep], step
+
+    def _prefix_groups(self, item_seq: Tensor) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+        """The item positions (row, position, each [E]) and their (position, stream, level) elements sorted by
+        (row, level, prefix id): `order` [E*M*levels] into the elements laid out [E, M, levels], and the sizes
+        of the runs of equal keys, `counts`."""
+        row, position = (item_seq != 0).nonzero(as_tuple=True)  # [E] item positions
+        keys = self.level_keys[item_seq[row, position]]  # [E, M, levels]
+        level = torch.arange(self.n_levels, device=item_seq.device)
+        group = ((row[:, None, None] * self.n_levels + level) * (int(self.level_keys.max()) + 1) + keys).flatten()
+        order = torch.argsort(group, stable=True)  # stable: the same matches in the same order every time
+        _, counts = torch.unique_consecutive(group[order], return_counts=True)
+        return row, position, order, counts
+
+    def match_candidates(self, item_seq: Tensor) -> int:
+        """How many (element, element) pairs of equal prefix ids `_prefix_matches` lists for `item_seq` [B, L],
+        before it keeps the allowed pairs of different items: its cost, against `dense_comparisons`."""
+        counts = self._prefix_groups(item_seq)[3]
+        return int((counts * counts).sum())
+
+    def dense_comparisons(self, allowed: Tensor) -> int:
+        """The level comparisons of the every-pair path: allowed pairs x M*M stream pairs x levels."""
+        return int(allowed.sum()) * self.n_streams**2 * self.n_levels
 
     def _prefix_bias_from_matches(
         self, item_seq: Tensor, allowed: Tensor, row: Tensor, query: Tensor, key: Tensor, step: Tensor
