@@ -23,8 +23,8 @@ from bbqrec.models.variants import SIMILARITIES
 # Item pairs per chunk when no gradient is needed (evaluation): bounds memory to about 0.3 GB.
 PAIRS_PER_CHUNK = 1 << 20
 # The prefix bias enumerates code matches while their candidates are at most this share of the dense path's
-# comparisons (allowed pairs x M*M x levels). Trained codes give a few percent; the two paths cost the same at
-# about 0.14 (benchmarks/bench_prefix_bias.py on MovieLens-100K, one AVX2 thread), so the switch sits just below.
+# comparisons (allowed pairs x M*M x levels): a few percent on 200-item rows, a quarter or more on short ones. The
+# paths cost the same at about 0.14 (benchmarks/bench_prefix_bias.py, MovieLens-100K, one AVX2 thread).
 SPARSE_SHARE = 0.125
 
 
