@@ -11,6 +11,10 @@ done
 STATE=/var/lib/bbqrec-ci/installed-packages
 if [ -s "$STATE" ]; then
   export DEBIAN_FRONTEND=noninteractive
-  apt-get purge -y -qq $(sort -u "$STATE") >/dev/null
-  rm -f "$STATE"
+  # a failed purge leaves the list for the next run and says so, without failing the suite that ran
+  if apt-get purge -y -qq $(sort -u "$STATE") >/dev/null; then
+    rm -f "$STATE"
+  else
+    echo "slurm-down.sh: could not purge $(sort -u "$STATE" | tr '\n' ' ')(listed in $STATE)" >&2
+  fi
 fi
