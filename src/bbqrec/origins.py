@@ -54,7 +54,6 @@ def origins_markdown(origins: pl.DataFrame) -> str:
     return "\n".join(lines) + "\n"
 
 
-
 def origin_groups(origins: pl.DataFrame) -> pl.DataFrame:
     """`origins` (one row per run) grouped by ORIGIN_KEYS: their columns, then datasets (comma-separated) and runs."""
     keys = list(ORIGIN_KEYS)
