@@ -11,6 +11,7 @@ import torch
 from torch import nn
 
 from bbqrec.evaluation import EvalSet, mean_metrics, recommend, target_ranks, user_metrics_frame
+from bbqrec.evaluation import ranking
 from bbqrec.evaluation.ranking import _items_ahead
 from bbqrec.io import InputError
 from bbqrec.models import ModelConfig, SASRec
@@ -40,7 +41,8 @@ def test_user_metrics_frame_has_one_row_per_user_metric_and_k():
 
 
 class FixedScores(nn.Module):
-    """A stand-in model that scores items 0..5 the same way whatever the history (column 0 = padding)."""
+    """A stand-in model that scores items 1..5 the same way whatever the history: a hidden state of 1 against
+    one-number item vectors (row 0 = padding, scored -inf)."""
 
     config = ModelConfig(n_items=5)
 
@@ -48,10 +50,16 @@ class FixedScores(nn.Module):
         super().__init__()
         self.unused = nn.Parameter(torch.zeros(1))
 
+    def item_vectors(self) -> torch.Tensor:
+        return torch.tensor([[0.0], [0.5], [0.9], [0.5], [0.1], [0.7]])
+
+    def last_hidden(self, histories: torch.Tensor, vectors: torch.Tensor | None = None) -> torch.Tensor:
+        return torch.ones(len(histories), 1)
+
     def score(self, histories: torch.Tensor, out: torch.Tensor | None = None) -> torch.Tensor:
-        row = torch.tensor([float("-inf"), 0.5, 0.9, 0.5, 0.1, 0.7])
-        scores = row.repeat(len(histories), 1)
-        return scores if out is None else out.copy_(scores)
+        scores = torch.mm(self.last_hidden(histories), self.item_vectors().T, out=out)
+        scores[:, 0] = float("-inf")
+        return scores
 
 
 def _eval_set(histories, targets):
@@ -59,7 +67,9 @@ def _eval_set(histories, targets):
     return EvalSet.from_frame(frame, max_len=4)
 
 
-def test_ties_go_to_the_smaller_id_as_in_the_list_and_history_exclusion_keeps_the_target():
+@pytest.mark.parametrize("items_per_block", [2048, 2])  # one block, or three (items 0-1, 2-3, 4-5)
+def test_ties_go_to_the_smaller_id_as_in_the_list_and_history_exclusion_keeps_the_target(items_per_block, monkeypatch):
+    monkeypatch.setattr(ranking, "ITEMS_PER_BLOCK", items_per_block)
     data = _eval_set([[2, 1], [3], [2]], [1, 4, 3])
     # user 1, target 1 (0.5): higher are item 2 (0.9) and item 5 (0.7); item 3 ties but has a larger id -> 3.
     # user 2, target 4 (0.1): items 1, 2, 3, 5 are higher -> rank 5.
@@ -125,6 +135,23 @@ def test_ranks_match_a_brute_force_count_on_real_histories(beauty_model_and_test
     target_scores = scores.gather(1, test.targets[:40, None])
     expected = 1 + (scores > target_scores).sum(dim=1)
     assert torch.equal(target_ranks(model, test, batch_size=37)[:40], expected)
+
+
+@pytest.mark.parametrize("exclude_history", [False, True])
+def test_ranks_counted_by_blocks_of_items_equal_a_count_over_whole_rows(beauty_model_and_test, exclude_history, monkeypatch):
+    # 13 blocks of 1,000 of Beauty's 12,102 columns, the last one short, against the whole [users, items] scores
+    model, test = beauty_model_and_test
+    monkeypatch.setattr(ranking, "ITEMS_PER_BLOCK", 1000)
+    with torch.no_grad():
+        scores = model.score(test.histories)
+    target_scores = scores.gather(1, test.targets[:, None])
+    if exclude_history:
+        scores.scatter_(1, test.histories, float("-inf"))
+    expected = 1 + (scores > target_scores).sum(dim=1)  # random weights: no ties
+    ranks = target_ranks(model, test, batch_size=128, exclude_history=exclude_history)
+    assert torch.equal(ranks, expected)
+    if exclude_history:  # history items ranked above the target are gone (an excluded target: the test above)
+        assert (ranks < target_ranks(model, test, batch_size=128)).any()
 
 
 def test_the_float_count_of_items_ahead_equals_the_mask_count_with_ties_nan_and_infinities():

@@ -208,16 +208,41 @@ def test_prefix_bias_from_code_matches_only_while_they_are_few(beauty, attribute
 
 def test_the_switch_counts_candidates_and_dense_comparisons_by_hand():
     # One stream, two levels; items 1 (0,0), 2 (0,1), 3 (1,0). Sequence [1, 2, 3, pad]: at level 1 the prefix
-    # ids group positions {0, 1} and {2}, at level 2 every position is alone: 2*2 + 1 + 1 + 1 + 1 = 8 candidate
-    # (element, element) pairs. Causal pairs with an item key: 1 + 2 + 3 + 3 (the padding query) = 9, x 1 stream
-    # pair x 2 levels = 18 dense comparisons.
+    # ids group positions {0, 1} and {2}, at level 2 every position is alone. Every ordered (element, element)
+    # pair of a group: 2*2 + 1 + 1 + 1 + 1 = 8 candidates; with causal pairs only (key before the query), the
+    # one pair (1, 0). Causal pairs with an item key: 1 + 2 + 3 + 3 (the padding query) = 9, x 1 stream pair
+    # x 2 levels = 18 dense comparisons.
     codes = torch.tensor([[[-1, -1]], [[0, 0]], [[0, 1]], [[1, 0]]])
     bias = SimilarityBias("prefix", n_layers=1, n_heads=1, item_codes=codes)
     sequence = torch.tensor([[1, 2, 3, 0]])
-    assert bias.match_candidates(sequence) == 8
+    assert bias.match_candidates(sequence, causal=False) == 8
+    assert bias.match_candidates(sequence) == 1
     assert bias.dense_comparisons(allowed_pairs(sequence)) == 18
     # one more sequence in the batch adds its own groups, never a group across rows: [3, 3] pairs at both levels
-    assert bias.match_candidates(torch.tensor([[1, 2, 3, 0], [3, 3, 0, 0]])) == 8 + 4 + 4
+    two_rows = torch.tensor([[1, 2, 3, 0], [3, 3, 0, 0]])
+    assert bias.match_candidates(two_rows, causal=False) == 8 + 4 + 4
+    assert bias.match_candidates(two_rows) == 1 + 1 + 1
+
+
+def test_causal_pairs_list_the_same_code_matches_in_the_same_order(beauty, attribute_codes):
+    # With causal pairs an element is listed only with the elements before it in its group. The matches kept,
+    # and their order (which fixes the float sums of the bias and its gradient), must be those of listing every
+    # pair of the group. One allowed pair above the diagonal turns the causal listing off; its matches aside,
+    # the result is the same.
+    _, _, histories = beauty
+    allowed = allowed_pairs(histories)
+    bias = SimilarityBias("prefix", n_layers=2, n_heads=2, item_codes=attribute_codes)
+    with patch.object(similarity, "SPARSE_SHARE", CODE_MATCHES):
+        causal = bias._prefix_matches(histories, allowed)
+        widened = allowed.clone()
+        widened[0, 0, 1] = True  # sequence 0 has at least 2 items
+        every = bias._prefix_matches(histories, widened)
+    row, query, key, _ = every
+    outside = (row == 0) & (query == 0) & (key == 1)
+    assert len(causal[0]) > 1000 and len(every[0]) >= len(causal[0])
+    for listed, expected in zip(causal, every):
+        assert torch.equal(listed, expected[~outside])
+    assert bias.match_candidates(histories) < bias.match_candidates(histories, causal=False) / 2
 
 
 @pytest.mark.parametrize(
@@ -309,6 +334,29 @@ def test_zero_tables_give_exactly_sasrec(beauty, attribute_codes, kind):
         assert torch.equal(plain.encode(histories), reweighted.encode(histories))
         reweighted.similarity.tables.normal_()
         assert not torch.allclose(plain.encode(histories), reweighted.encode(histories))
+
+
+@pytest.mark.parametrize("kind, norm_first", [(None, False), (None, True), ("prefix", False)])
+def test_the_last_positions_alone_give_the_full_encoding_there(beauty, attribute_codes, kind, norm_first):
+    # Scoring needs each sequence's last hidden state only, so the last block computes that one query: the
+    # same values as the full encoding at those positions, up to the rounding of a one-row attention.
+    _, n_items, histories = beauty
+    torch.manual_seed(0)
+    config = ModelConfig(n_items=n_items, similarity=kind, norm_first=norm_first)
+    model = SASRec(config, (), attribute_codes if kind else None).eval()
+    lengths = (histories != 0).sum(dim=1)
+    rows = torch.randint(0, 50, (len(histories),)) % lengths  # any item position, the last one included
+    with torch.no_grad():
+        if kind:
+            model.similarity.tables.normal_()
+        full = model.encode(histories)
+        picked = model.encode(histories, rows=rows)
+        last = model.last_hidden(histories)
+    sequences = torch.arange(len(histories))
+    assert picked.shape == (len(histories), 64)
+    assert torch.allclose(picked, full[sequences, rows], atol=1e-5, rtol=0)
+    assert torch.allclose(last, full[sequences, lengths - 1], atol=1e-5, rtol=0)
+    assert not torch.allclose(picked, full[sequences, (rows + 1) % lengths], atol=1e-3)  # not any position
 
 
 def test_reweighted_model_is_causal(beauty, attribute_codes):

@@ -23,6 +23,9 @@ from bbqrec.training.config import RECOMMEND_BACKENDS
 if TYPE_CHECKING:
     import faiss
 
+# Items per block of scores that `target_ranks` counts while they are in a CPU's cache: [256 users, 2,048] float32
+# is 2 MB. A GPU takes all items in one block.
+ITEMS_PER_BLOCK = 2048
 
 
 @dataclass(frozen=True)
@@ -106,22 +109,70 @@ def target_ranks(
     model: SASRec, data: EvalSet, batch_size: int = 256, exclude_history: bool = False
 ) -> Tensor:
     """1-based rank [U] of each target among all items, its place in `recommend`'s list: 1 + the number of
-    items scored higher + the number scored equal with a smaller id."""
+    items scored higher + the number scored equal with a smaller id. Scores are counted a block of items at a
+    time (`ITEMS_PER_BLOCK`), and a row with a tie from the whole batch's scores, as `recommend` ranks them."""
     model.eval()
     device = next(model.parameters()).device
+    vectors = model.item_vectors()  # [N+1, D]; row 0 (padding) is scored -inf
+    block = ITEMS_PER_BLOCK if device.type == "cpu" else len(vectors)
     ranks = torch.zeros(len(data.targets), dtype=torch.long)
-    scores_buffer = signs_buffer = None  # the first batch is the largest: later ones write into its tensors
+    buffers = None  # the first batch is the largest: later ones write into its blocks
     for users, histories in _batches(data, batch_size, device):
-        rows = slice(0, len(users))
-        scores = model.score(histories, out=None if scores_buffer is None else scores_buffer[rows])
-        if signs_buffer is None:
-            scores_buffer, signs_buffer = scores, torch.empty_like(scores)
-        targets = data.targets[users, None].to(device)
-        target_score = scores.gather(1, targets)  # [B, 1], before any exclusion
-        if exclude_history:
-            scores.scatter_(1, histories, float("-inf"))
-        ranks[users] = _items_ahead(scores, target_score, targets, signs_buffer[rows]).cpu() + 1
+        hidden = model.last_hidden(histories, vectors)  # [B, D]
+        targets = data.targets[users].to(device)
+        if buffers is None:
+            buffers = hidden.new_empty((2, len(users), min(block, len(vectors))))
+        excluded = histories if exclude_history else None
+        ahead, counted = _items_ahead_by_blocks(hidden, vectors, targets, excluded, buffers[:, : len(users)])
+        if not bool(counted.all()):  # a tie with the target, an excluded target, a NaN: from whole rows
+            rows = ~counted
+            # the whole batch's product, then its rows: the scores of those rows alone may round differently
+            scores = torch.mm(hidden, vectors.T)[rows]
+            scores[:, 0] = float("-inf")
+            target_score = scores.gather(1, targets[rows, None])  # before any exclusion
+            if excluded is not None:
+                scores.scatter_(1, excluded[rows], float("-inf"))
+            ahead[rows] = _items_ahead(scores, target_score, targets[rows, None], torch.empty_like(scores))
+        ranks[users] = ahead.cpu() + 1
     return ranks
+
+
+def _items_ahead_by_blocks(
+    hidden: Tensor, vectors: Tensor, targets: Tensor, excluded: Tensor | None, buffers: Tensor
+) -> tuple[Tensor, Tensor]:
+    """Per row, the number of items scored higher than the target, and whether that count is the whole answer
+    ([B] long, [B] bool): the scores [B, N+1] of `hidden` [B, D] against `vectors` [N+1, D] are made and
+    counted a block of items at a time (the width of `buffers`), in cache, never as a whole matrix.
+
+    The count is by float sums, as in `_items_ahead`. It is the whole answer where the target's own column
+    holds its score (computed apart, from the same product of the same two vectors) and no other item ties
+    with it; other rows (False) need `_items_ahead` on whole rows. `excluded` [B, L]: item ids scored -inf, the
+    target's own column included (its score is kept); `buffers` [2, B, block]: scores and signs.
+    """
+    n_columns, block = len(vectors), buffers.shape[-1]
+    target_score = torch.mm(hidden, vectors[targets].T).diagonal()[:, None]  # [B, 1]
+    difference = hidden.new_zeros(len(hidden))  # sum of sign(score - target score): higher - lower
+    magnitude = hidden.new_zeros(len(hidden))  # sum of |sign|: higher + lower
+    own_column = torch.zeros(len(hidden), dtype=torch.bool, device=hidden.device)
+    users = torch.arange(len(hidden), device=hidden.device)
+    for start in range(0, n_columns, block):
+        width = min(block, n_columns - start)
+        scores = torch.mm(hidden, vectors[start : start + width].T, out=buffers[0, :, :width])
+        if start == 0:
+            scores[:, 0] = float("-inf")  # padding is never ranked
+        here = (targets >= start) & (targets < start + width)
+        own_column[here] = scores[users[here], targets[here] - start] == target_score[here, 0]
+        if excluded is not None:  # -inf at the excluded ids inside this block (amin: others keep their score)
+            column = excluded - start
+            inside = (column >= 0) & (column < width)
+            marks = torch.where(inside, float("-inf"), float("inf"))
+            scores.scatter_reduce_(1, column.clamp(0, width - 1), marks, "amin")
+        signs = torch.sub(scores, target_score, out=buffers[1, :, :width]).sign_()
+        difference += signs.sum(dim=1)
+        magnitude += signs.abs_().sum(dim=1)
+    # the target's own column is the one equal score; NaN sums fail both tests
+    counted = own_column & (n_columns - magnitude == 1)
+    return ((difference + magnitude) / 2).long().masked_fill(~counted, 0), counted
 
 
 def _items_ahead(scores: Tensor, target_score: Tensor, targets: Tensor, signs: Tensor) -> Tensor:

@@ -23,9 +23,10 @@ from bbqrec.models.variants import SIMILARITIES
 # Item pairs per chunk when no gradient is needed (evaluation): bounds memory to about 0.3 GB.
 PAIRS_PER_CHUNK = 1 << 20
 # The prefix bias enumerates code matches while their candidates are at most this share of the dense path's
-# comparisons (allowed pairs x M*M x levels): a few percent on 200-item rows, a quarter or more on short ones. The
-# paths cost the same at about 0.14 (benchmarks/bench_prefix_bias.py, MovieLens-100K, one AVX2 thread).
-SPARSE_SHARE = 0.125
+# comparisons (allowed pairs x M*M x levels): about 2% on 200-item rows, 5-12% on short ones. The paths cost the
+# same at about 0.09 on MovieLens-100K and 0.075 on Scientific (benchmarks/bench_prefix_bias.py, one AVX2 thread);
+# below both, since AVX-512 speeds up the dense path's products more than the sort.
+SPARSE_SHARE = 0.05
 
 
 def prefix_ids(codes: Tensor) -> Tensor:
@@ -192,16 +193,16 @@ class SimilarityBias(nn.Module):
 
         Equal ids are found by sorting: every (row, level, id) group of (position, stream) elements pairs up,
         so the work grows with the matches (about 1/K of the pairs at level 1 for K codes), not with M*M*levels
-        comparisons of every pair.
+        comparisons of every pair. With causal `allowed` pairs (every model's) an element pairs only with those
+        before it in its group, fewer than half the candidates; the matches kept, and their order, are the same.
         """
         streams, levels = self.n_streams, self.n_levels
         row, position, order, counts = self._prefix_groups(item_seq)
-        size = counts.repeat_interleave(counts)  # of each sorted element's group
+        start, size = self._candidate_keys(counts, causal=not allowed.triu(1).any())
         n_candidates = int(size.sum())
         if n_candidates > SPARSE_SHARE * self.dense_comparisons(allowed):
             return None
-        # each sorted element i with every element of its group: (first, second) in sorted order
-        start = (counts.cumsum(0) - counts).repeat_interleave(counts)
+        # each sorted element (first) with the first `size` elements of its group, in sorted order
         first = torch.arange(len(order), device=order.device).repeat_interleave(size)
         offset = torch.arange(n_candidates, device=order.device) - (size.cumsum(0) - size).repeat_interleave(size)
         query_element, key_element = order[first], order[start.repeat_interleave(size) + offset]
@@ -226,11 +227,24 @@ class SimilarityBias(nn.Module):
         _, counts = torch.unique_consecutive(group[order], return_counts=True)
         return row, position, order, counts
 
-    def match_candidates(self, item_seq: Tensor) -> int:
+    @staticmethod
+    def _candidate_keys(counts: Tensor, causal: bool) -> tuple[Tensor, Tensor]:
+        """Per sorted element: where its group starts, and with how many of the group's first elements it is
+        listed as the query. All of them; or, for causal pairs, those before it: a group is sorted by position,
+        so these are the keys before the query's position or at it in another stream, and the others are never
+        kept (a later position is not causal; the element itself, or another stream at its position, is the
+        same item)."""
+        start = (counts.cumsum(0) - counts).repeat_interleave(counts)
+        if not causal:
+            return start, counts.repeat_interleave(counts)
+        return start, torch.arange(len(start), device=counts.device) - start
+
+    def match_candidates(self, item_seq: Tensor, causal: bool = True) -> int:
         """How many (element, element) pairs of equal prefix ids `_prefix_matches` lists for `item_seq` [B, L],
-        before it keeps the allowed pairs of different items: its cost, against `dense_comparisons`."""
+        before it keeps the allowed pairs of different items: its cost, against `dense_comparisons`. `causal`:
+        whether the allowed pairs are causal ones (`layers.allowed_pairs`), as in every model."""
         counts = self._prefix_groups(item_seq)[3]
-        return int((counts * counts).sum())
+        return int(self._candidate_keys(counts, causal)[1].sum())
 
     def dense_comparisons(self, allowed: Tensor) -> int:
         """The level comparisons of the every-pair path: allowed pairs x M*M stream pairs x levels."""
