@@ -7,7 +7,6 @@ order (the gradients of a batch are summed in two halves, then averaged over the
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import os
 import shutil
@@ -45,13 +44,6 @@ def gift_cards(prepared, tmp_path_factory):
     return out
 
 
-def _train_script(repo_root):
-    spec = importlib.util.spec_from_file_location("train", repo_root / "workflow" / "scripts" / "train.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
 class Killed(Exception):
     pass
 
@@ -87,10 +79,10 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
-def test_two_processes_killed_and_resumed_follow_the_single_process_curve(repo_root, gift_cards, tmp_path):
+def test_two_processes_killed_and_resumed_follow_the_single_process_curve(repo_root, gift_cards, tmp_path, stage_script):
     one, two = tmp_path / "one", tmp_path / "two"
     common = ["--dataset", "gift-cards", "--variant", "sasrec", "--seed", "0", "--data", str(gift_cards)]
-    _train_script(repo_root).main([*common, "--config-json", json.dumps(OPTIONS), "--out", str(one)])
+    stage_script("train").main([*common, "--config-json", json.dumps(OPTIONS), "--out", str(one)])
 
     # two processes killed after epoch 2, then train.py under torchrun resumes from their checkpoint
     with pytest.raises(mp.ProcessRaisedException, match="Killed"):

@@ -4,12 +4,11 @@ test_sids on Scientific-mm's shipped text/image features and a co-occurrence beh
 
 from __future__ import annotations
 
-import importlib.util
 
 import polars as pl
 import pytest
 import torch
-from test_sids import SCRIPTS, scientific, train_quick_model  # noqa: F401  (scientific is a fixture)
+from test_sids import scientific, train_quick_model  # noqa: F401  (scientific is a fixture)
 
 from bbqrec.evaluation import EvalSet
 from bbqrec.io import InputError
@@ -196,16 +195,14 @@ def test_a_resumed_joint_run_ends_exactly_like_an_uninterrupted_one(tokenizer, t
         assert torch.equal(a, b), name
 
 
-def test_the_bias_table_of_a_joint_model_is_exported_with_its_own_stream_names(tokenizer, tmp_path):
+def test_the_bias_table_of_a_joint_model_is_exported_with_its_own_stream_names(tokenizer, tmp_path, stage_script):
     *_, sids, _ = tokenizer
     model = joint_model(tokenizer)
     with torch.no_grad():
         model.similarity.tables.normal_()
     torch.save({**model.checkpoint(), "variant": "bbqrec"}, tmp_path / "model.pt")
     sids.with_columns((pl.col("c1") + 1) % 32).write_parquet(tmp_path / "sids.parquet")  # not the model's codes
-    spec = importlib.util.spec_from_file_location("export", SCRIPTS / "export_similarity_bias.py")
-    export = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(export)
+    export = stage_script("export_similarity_bias")
     out = tmp_path / "bias.parquet"
     args = ["--model", tmp_path / "model.pt", "--sids", tmp_path / "sids.parquet", "--out", out]
     assert export.main(list(map(str, args))) == 0

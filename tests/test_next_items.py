@@ -4,6 +4,7 @@ and the errors on bad input."""
 
 from __future__ import annotations
 
+import logging
 import shutil
 import subprocess
 import sys
@@ -470,36 +471,46 @@ def _recommend_events(repo_root, model_path, data, events, out, *options) -> sub
     )
 
 
-def test_bad_events_name_the_file_line_and_column(gift_cards_left_out, gift_cards_events, repo_root, tmp_path):
+def test_bad_events_name_the_file_line_and_column(gift_cards_left_out, gift_cards_events, repo_root, tmp_path, stage_script, caplog):
     out, _, items, _, _ = gift_cards_left_out
     _, raw = gift_cards_events
     model_path = tmp_path / "model.pt"
     torch.save({**_model(items.height, max_len=5).checkpoint(), "variant": "sasrec"}, model_path)
     head = raw.head(5).with_columns(pl.col("timestamp").cast(pl.String))
+    script = stage_script("recommend_events")
 
-    def run(events: pl.DataFrame, *extra: str, variant: str = "sasrec", out_name: str = "lists.parquet"):
+    def arguments(events: pl.DataFrame, extra: tuple[str, ...], variant: str, out_name: str) -> list[str]:
         path = tmp_path / "events.csv"
         events.write_csv(path)
-        return subprocess.run(
-            [sys.executable, str(repo_root / "workflow" / "scripts" / "recommend_events.py"), "--model", str(model_path),
-             "--variant", variant, "--data", str(out), "--events", str(path), "--out", str(tmp_path / out_name), *extra],
-            capture_output=True, text=True,
-        )
+        return ["--model", str(model_path), "--variant", variant, "--data", str(out), "--events", str(path),
+                "--out", str(tmp_path / out_name), *extra]
+
+    def run(events: pl.DataFrame, *extra: str, variant: str = "sasrec", out_name: str = "lists.parquet"):
+        """The script's exit code and what it logged, run in this process (a command line costs seconds)."""
+        caplog.clear()
+        with caplog.at_level(logging.INFO):
+            code = script.main(arguments(events, extra, variant, out_name))
+        return code, caplog.text
 
     renamed = head.rename({"user": "customer"})
-    result = run(renamed)
+    # once from the command line: the exit status and the message on stderr
+    result = subprocess.run(
+        [sys.executable, str(repo_root / "workflow" / "scripts" / "recommend_events.py"),
+         *arguments(renamed, (), "sasrec", "lists.parquet")],
+        capture_output=True, text=True,
+    )
     assert result.returncode == 1 and "events.csv: missing column(s) ['user']; the file has ['customer', 'item', 'timestamp']" in result.stderr
-    assert run(renamed, "--user-column", "customer").returncode == 0  # the columns are options
-    result = run(head.with_columns(pl.when(pl.int_range(pl.len()) == 2).then(None).otherwise("item").alias("item")))
-    assert result.returncode == 1 and "events.csv, line 4: empty 'item', expected the item's id" in result.stderr
-    result = run(head.with_columns(pl.when(pl.int_range(pl.len()) == 1).then(pl.lit("yesterday")).otherwise("timestamp").alias("timestamp")))
-    assert result.returncode == 1 and "events.csv, line 3: column 'timestamp' must be an integer, got 'yesterday'" in result.stderr
-    result = run(head.clear())
-    assert result.returncode == 1 and "events.csv: no events, expected at least one row" in result.stderr
-    result = run(head, variant="bbqrec")
-    assert result.returncode == 1 and "model.pt: holds variant 'sasrec', expected 'bbqrec'" in result.stderr
-    result = run(head, "--k", str(items.height + 1))
-    assert result.returncode == 1 and f"--k: expected 1..{items.height} (the number of items), got {items.height + 1}" in result.stderr
-    result = run(head, out_name="lists.csv")
-    assert result.returncode == 1 and "lists.csv: expected a .parquet file" in result.stderr
+    assert run(renamed, "--user-column", "customer")[0] == 0  # the columns are options
+    code, log = run(head.with_columns(pl.when(pl.int_range(pl.len()) == 2).then(None).otherwise("item").alias("item")))
+    assert code == 1 and "events.csv, line 4: empty 'item', expected the item's id" in log
+    code, log = run(head.with_columns(pl.when(pl.int_range(pl.len()) == 1).then(pl.lit("yesterday")).otherwise("timestamp").alias("timestamp")))
+    assert code == 1 and "events.csv, line 3: column 'timestamp' must be an integer, got 'yesterday'" in log
+    code, log = run(head.clear())
+    assert code == 1 and "events.csv: no events, expected at least one row" in log
+    code, log = run(head, variant="bbqrec")
+    assert code == 1 and "model.pt: holds variant 'sasrec', expected 'bbqrec'" in log
+    code, log = run(head, "--k", str(items.height + 1))
+    assert code == 1 and f"--k: expected 1..{items.height} (the number of items), got {items.height + 1}" in log
+    code, log = run(head, out_name="lists.csv")
+    assert code == 1 and "lists.csv: expected a .parquet file" in log
     assert sorted(p.name for p in tmp_path.iterdir()) == ["events.csv", "lists.parquet", "model.pt"]  # nothing else

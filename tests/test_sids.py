@@ -6,7 +6,6 @@ item2vec-style SVD of the item co-occurrence matrix of the training sequences (t
 from __future__ import annotations
 
 import dataclasses
-import importlib.util
 import json
 import subprocess
 import sys
@@ -402,11 +401,9 @@ def test_behavior_seeds_start_at_the_tokenizer_seed_a_stride_apart():
         behavior_seeds(0, 0)
 
 
-def test_quantize_script_rejects_an_unknown_config_key(scientific, tmp_path):
+def test_quantize_script_rejects_an_unknown_config_key(scientific, tmp_path, stage_script):
     embeddings, train = scientific
-    spec = importlib.util.spec_from_file_location("quantize_script", SCRIPTS / "quantize.py")
-    script = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(script)
+    script = stage_script("quantize")
     with pytest.raises(InputError, match="codebook_sise"):
         script.main(
             [

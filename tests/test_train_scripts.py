@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import shutil
 import subprocess
@@ -18,13 +17,6 @@ from bbqrec.evaluation.compare import target_popularity
 from bbqrec.io import InputError
 
 CONFIG = json.dumps({"hidden_size": 32, "inner_size": 64, "batch_size": 128, "max_epochs": 2, "recommend_k": 10})
-
-
-def _script(repo_root, name):
-    spec = importlib.util.spec_from_file_location(name, repo_root / "workflow" / "scripts" / f"{name}.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
 
 
 @pytest.fixture(scope="module")
@@ -55,10 +47,10 @@ def test_scripts_have_help(repo_root, name):
     assert "--out" in result.stdout
 
 
-def test_train_then_evaluate_write_the_artifacts(repo_root, data_slice, tmp_path, capsys):
+def test_train_then_evaluate_write_the_artifacts(repo_root, data_slice, tmp_path, capsys, stage_script):
     train_dir, eval_dir = tmp_path / "train", tmp_path / "eval"
     common = ["--dataset", "beauty", "--variant", "sasrec", "--seed", "1", "--data", str(data_slice)]
-    _script(repo_root, "train").main([*common, "--config-json", CONFIG, "--out", str(train_dir)])
+    stage_script("train").main([*common, "--config-json", CONFIG, "--out", str(train_dir)])
     assert sorted(p.name for p in train_dir.iterdir()) == ["log.parquet", "model.pt"]  # checkpoint removed
     log = pl.read_parquet(train_dir / "log.parquet")
     assert log["epoch"].to_list() == [1, 2]
@@ -71,7 +63,7 @@ def test_train_then_evaluate_write_the_artifacts(repo_root, data_slice, tmp_path
     if head.returncode == 0:  # a checkout (CI's clean clone is one), not an installed copy
         assert saved["provenance"]["code"]["commit"] == head.stdout.strip()
 
-    _script(repo_root, "evaluate").main(
+    stage_script("evaluate").main(
         [*common, "--model", str(train_dir / "model.pt"), "--config-json", CONFIG, "--out", str(eval_dir)]
     )
     metrics = pl.read_parquet(eval_dir / "metrics.parquet")
@@ -90,13 +82,13 @@ def test_train_then_evaluate_write_the_artifacts(repo_root, data_slice, tmp_path
     assert recommendations.height == 300 * 10 and recommendations["item_id"].min() >= 1
 
     with pytest.raises(InputError, match="holds variant 'sasrec', expected 'bbqrec'"):
-        _script(repo_root, "evaluate").main(
+        stage_script("evaluate").main(
             [*common[:3], "bbqrec", *common[4:], "--model", str(train_dir / "model.pt"), "--out", str(eval_dir)]
         )
 
     # The next-item lists of the same model: after the whole sequence, without the items each user has.
     lists_path = tmp_path / "recommend" / "next_items.parquet"
-    _script(repo_root, "recommend").main(
+    stage_script("recommend").main(
         [*common, "--model", str(train_dir / "model.pt"), "--k", "7", "--config-json", CONFIG, "--out", str(lists_path)]
     )
     assert sorted(p.name for p in lists_path.parent.iterdir()) == ["next_items.parquet"]  # no temporary file left
@@ -108,12 +100,12 @@ def test_train_then_evaluate_write_the_artifacts(repo_root, data_slice, tmp_path
     run = json.loads(pq.read_schema(lists_path).metadata[b"provenance"])
     assert run["seed"] == 1 and run["config"]["k"] == 7 and run["config"]["exclude_history"] is True
     assert run["config"]["cold_users"] == "popularity"
-    _script(repo_root, "recommend").main(
+    stage_script("recommend").main(
         [*common, "--model", str(train_dir / "model.pt"), "--k", "7", "--keep-history", "--out", str(lists_path)]
     )
     assert pl.read_parquet(lists_path).join(had, on=["user_id", "item_id"]).height > 0  # a trained model repeats some
     with pytest.raises(InputError, match="holds variant 'sasrec', expected 'bbqrec'"):
-        _script(repo_root, "recommend").main(
+        stage_script("recommend").main(
             [*common[:3], "bbqrec", *common[4:], "--model", str(train_dir / "model.pt"), "--out", str(lists_path)]
         )
 
@@ -125,7 +117,7 @@ def test_train_then_evaluate_write_the_artifacts(repo_root, data_slice, tmp_path
             ("origins", "_origins.parquet"))}
 
     def compare(eval_dir):
-        _script(repo_root, "compare").main(
+        stage_script("compare").main(
             ["--eval-dirs", str(eval_dir), "--data-dirs", str(tmp_path / "beauty" / "data"), "--variants", "sasrec",
              "--out-parquet", str(out["table"]), "--out-popularity", str(out["popularity"]),
              "--out-markdown", str(out["markdown"]), "--out-origins", str(out["origins"])]
@@ -172,7 +164,7 @@ def test_train_then_evaluate_write_the_artifacts(repo_root, data_slice, tmp_path
     assert "# By the validation target's popularity" not in out["markdown"].read_text()
 
 
-def test_a_refit_trains_on_every_interaction_for_the_stopped_runs_epochs(repo_root, data_slice, tmp_path):
+def test_a_refit_trains_on_every_interaction_for_the_stopped_runs_epochs(data_slice, tmp_path, stage_script):
     from bbqrec.data.split import user_sequences
     from bbqrec.training import TrainConfig, TrainingSequences, build_model, fit, seed_everything
 
@@ -180,10 +172,10 @@ def test_a_refit_trains_on_every_interaction_for_the_stopped_runs_epochs(repo_ro
     common = ["--dataset", "beauty", "--variant", "sasrec", "--seed", "1", "--data", str(data_slice)]
     options = {**json.loads(CONFIG), "max_epochs": 3, "lr": 0.01}
     config_json = json.dumps(options)
-    _script(repo_root, "train").main([*common, "--config-json", config_json, "--out", str(train_dir)])
+    stage_script("train").main([*common, "--config-json", config_json, "--out", str(train_dir)])
     stopped = torch.load(train_dir / "model.pt", weights_only=True)
     stopped_log = pl.read_parquet(train_dir / "log.parquet")
-    _script(repo_root, "train").main(
+    stage_script("train").main(
         [*common, "--refit-from", str(train_dir), "--config-json", config_json, "--out", str(refit_dir)]
     )
     assert sorted(p.name for p in refit_dir.iterdir()) == ["log.parquet", "model.pt"]
@@ -203,24 +195,24 @@ def test_a_refit_trains_on_every_interaction_for_the_stopped_runs_epochs(repo_ro
     assert not torch.equal(saved["state_dict"]["item_embedding.weight"], stopped["state_dict"]["item_embedding.weight"])
     # and it serves: the recommend stage reads it like any model.pt
     lists_path = tmp_path / "next_items.parquet"
-    _script(repo_root, "recommend").main(
+    stage_script("recommend").main(
         [*common, "--model", str(refit_dir / "model.pt"), "--k", "7", "--out", str(lists_path)]
     )
     assert pl.read_parquet(lists_path).height == 300 * 7
     with pytest.raises(InputError, match=r"train/model.pt: holds variant 'sasrec', expected 'bbqrec'"):
-        _script(repo_root, "train").main(
+        stage_script("train").main(
             [*common[:3], "bbqrec", *common[4:], "--refit-from", str(train_dir), "--out", str(tmp_path / "other")]
         )
 
 
-def test_behavior_embeddings_cover_every_item_and_use_the_training_part_only(repo_root, data_slice, tmp_path):
+def test_behavior_embeddings_cover_every_item_and_use_the_training_part_only(data_slice, tmp_path, stage_script):
     training_only = tmp_path / "data"  # no valid/test files: they must not be needed
     training_only.mkdir()
     for name in ("items.parquet", "train.parquet"):
         shutil.copy(data_slice / name, training_only / name)
     out = tmp_path / "embeddings" / "behavior.parquet"
     config = json.dumps({"hidden_size": 32, "inner_size": 64, "batch_size": 128, "max_epochs": 1})
-    _script(repo_root, "behavior_embed").main(["--data", str(training_only), "--config-json", config, "--out", str(out)])
+    stage_script("behavior_embed").main(["--data", str(training_only), "--config-json", config, "--out", str(out)])
     table = pq.read_table(out)
     n_items = pl.read_parquet(data_slice / "items.parquet").height
     assert table.num_rows == n_items and table.column("item_id").to_pylist() == list(range(1, n_items + 1))
