@@ -345,18 +345,18 @@ def test_the_last_positions_alone_give_the_full_encoding_there(beauty, attribute
     config = ModelConfig(n_items=n_items, similarity=kind, norm_first=norm_first)
     model = SASRec(config, (), attribute_codes if kind else None).eval()
     lengths = (histories != 0).sum(dim=1)
-    rows = torch.randint(0, 50, (len(histories),)) % lengths  # any item position, the last one included
+    positions = torch.randint(0, 50, (len(histories),)) % lengths  # any item position, the last one included
     with torch.no_grad():
         if kind:
             model.similarity.tables.normal_()
         full = model.encode(histories)
-        picked = model.encode(histories, rows=rows)
+        picked = model.encode(histories, query_positions=positions)
         last = model.last_hidden(histories)
     sequences = torch.arange(len(histories))
     assert picked.shape == (len(histories), 64)
-    assert torch.allclose(picked, full[sequences, rows], atol=1e-5, rtol=0)
+    assert torch.allclose(picked, full[sequences, positions], atol=1e-5, rtol=0)
     assert torch.allclose(last, full[sequences, lengths - 1], atol=1e-5, rtol=0)
-    assert not torch.allclose(picked, full[sequences, (rows + 1) % lengths], atol=1e-3)  # not any position
+    assert not torch.allclose(picked, full[sequences, (positions + 1) % lengths], atol=1e-3)  # not any position
 
 
 def test_reweighted_model_is_causal(beauty, attribute_codes):

@@ -68,25 +68,29 @@ class TransformerBlock(nn.Module):
         self.ffn_norm = nn.LayerNorm(hidden_size, eps=layer_norm_eps)
         self.dropout = nn.Dropout(dropout)
 
-    def forward(self, x: Tensor, bias: Tensor, rows: Tensor | None = None) -> Tensor:
+    def forward(self, x: Tensor, bias: Tensor, query_positions: Tensor | None = None) -> Tensor:
         """x [B, L, D], bias [B, H or 1, L, L] -> [B, L, D].
 
-        rows [B]: only the output at position rows[b] of each sequence, [B, 1, D]. Every position is still a
-        key, but one query per sequence skips most of the block: what scoring the next item needs of the last.
+        query_positions [B]: only the output at that position of each sequence, [B, 1, D]. Every position is
+        still a key, but one query per sequence skips most of the block: what scoring the next item needs of the
+        last block.
         """
-        residual = x if rows is None else x[torch.arange(len(rows), device=x.device), rows, None]
+        if query_positions is None:
+            residual = x
+        else:
+            residual = x[torch.arange(len(x), device=x.device), query_positions, None]
         if self.norm_first:
-            x = residual + self._attention(self.attn_norm(x), bias, rows)
+            x = residual + self._attention(self.attn_norm(x), bias, query_positions)
             return x + self._feed_forward(self.ffn_norm(x))
-        x = self.attn_norm(residual + self._attention(x, bias, rows))
+        x = self.attn_norm(residual + self._attention(x, bias, query_positions))
         return self.ffn_norm(x + self._feed_forward(x))
 
-    def _attention(self, x: Tensor, bias: Tensor, rows: Tensor | None) -> Tensor:
+    def _attention(self, x: Tensor, bias: Tensor, query_positions: Tensor | None) -> Tensor:
         batch, length, hidden = x.shape
         q, k, v = self.qkv(x).view(batch, length, 3, self.n_heads, -1).permute(2, 0, 3, 1, 4)  # 3 x [B, H, L, Dh]
-        if rows is not None:  # the queries at `rows`: [B, H, 1, Dh], and their bias rows [B, H or 1, 1, L]
+        if query_positions is not None:  # one query per sequence: [B, H, 1, Dh], its bias row [B, H or 1, 1, L]
             sequence = torch.arange(batch, device=x.device)
-            q, bias = q[sequence, :, rows, None], bias[sequence, :, rows, None]
+            q, bias = q[sequence, :, query_positions, None], bias[sequence, :, query_positions, None]
         context = F.scaled_dot_product_attention(
             q, k, v, attn_mask=bias, dropout_p=self.attn_dropout if self.training else 0.0
         )  # [B, H, L or 1, Dh]

@@ -174,14 +174,14 @@ class SASRec(nn.Module):
         positions: Tensor | None = None,
         segments: Tensor | None = None,
         vectors: Tensor | None = None,
-        rows: Tensor | None = None,
+        query_positions: Tensor | None = None,
     ) -> Tensor:
         """Hidden states [B, L, D] of left-aligned item sequences [B, L] (position p sees items 0..p).
 
         For packed rows (several sequences per row), `positions` [B, L] is each slot's position in its own
         sequence and `segments` [B, L] the sequence it belongs to (see layers.allowed_pairs). `vectors` are the
-        item vectors when the caller has them already (`item_vectors()`). `rows` [B]: only the hidden state at
-        position rows[b] of each sequence, [B, D]; the last block then computes that one position.
+        item vectors when the caller has them already (`item_vectors()`). `query_positions` [B]: only the hidden
+        state at that position of each sequence, [B, D]; the last block then computes that one position.
         """
         if positions is None:
             positions = torch.arange(item_seq.shape[1], device=item_seq.device)
@@ -195,8 +195,8 @@ class SASRec(nn.Module):
         else:
             biases = self.similarity(item_seq, allowed)  # [layers, B, H, L, L]
         for depth, (block, bias) in enumerate(zip(self.blocks, biases), start=1):
-            x = block(x, bias, rows if depth == len(self.blocks) else None)
-        return self.final_norm(x) if rows is None else self.final_norm(x[:, 0])
+            x = block(x, bias, query_positions if depth == len(self.blocks) else None)
+        return self.final_norm(x if query_positions is None else x[:, 0])
 
     def loss(
         self,
@@ -235,7 +235,7 @@ class SASRec(nn.Module):
     def last_hidden(self, item_seq: Tensor, vectors: Tensor | None = None) -> Tensor:
         """The hidden state [B, D] at each sequence's last item (`vectors`: see `encode`)."""
         last = ((item_seq != 0).sum(dim=1) - 1).clamp(min=0)  # [B]
-        return self.encode(item_seq, vectors=vectors, rows=last)
+        return self.encode(item_seq, vectors=vectors, query_positions=last)
 
     def score(self, item_seq: Tensor, out: Tensor | None = None) -> Tensor:
         """Scores [B, N+1] of every item as the next one; the padding column 0 is -inf.
