@@ -78,6 +78,11 @@ def test_ties_go_to_the_smaller_id_as_in_the_list_and_history_exclusion_keeps_th
     # Excluding the history: user 1 loses item 2 (its target 1 is in the history too but is kept) -> rank 2;
     # user 2 loses item 3 -> rank 4; user 3 loses item 2 -> rank 3.
     assert target_ranks(FixedScores(), data, exclude_history=True).tolist() == [2, 4, 3]
+    # An excluded target that ties with one item of a smaller id: user 4, target 3 (0.5) in its history; items 2
+    # and 5 are higher, item 1 ties and comes first -> rank 4. (The tie is the one equal score left once the
+    # target's column is excluded; it must not pass for the target's own.)
+    repeated = _eval_set([[3]], [3])
+    assert target_ranks(FixedScores(), repeated, exclude_history=True).tolist() == [4]
     # The rank is the target's place in the recommendation list, ties included.
     listed = recommend(FixedScores(), data, k=5).filter(pl.col("item_id") == pl.col("user_id").replace_strict({1: 1, 2: 4, 3: 3}))
     assert listed.sort("user_id")["rank"].to_list() == [3, 5, 4]
@@ -139,8 +144,13 @@ def test_ranks_match_a_brute_force_count_on_real_histories(beauty_model_and_test
 
 @pytest.mark.parametrize("exclude_history", [False, True])
 def test_ranks_counted_by_blocks_of_items_equal_a_count_over_whole_rows(beauty_model_and_test, exclude_history, monkeypatch):
-    # 13 blocks of 1,000 of Beauty's 12,102 columns, the last one short, against the whole [users, items] scores
+    # 13 blocks of 1,000 of Beauty's 12,102 columns, the last one short, against the whole [users, items] scores.
+    # Beauty's test targets are never in their history: every third user gets it as the first item, so that an
+    # excluded target is counted too.
     model, test = beauty_model_and_test
+    histories = test.histories.clone()
+    histories[::3, 0] = test.targets[::3]
+    test = EvalSet(test.user_ids, histories, test.targets)
     monkeypatch.setattr(ranking, "ITEMS_PER_BLOCK", 1000)
     with torch.no_grad():
         scores = model.score(test.histories)
@@ -148,9 +158,13 @@ def test_ranks_counted_by_blocks_of_items_equal_a_count_over_whole_rows(beauty_m
     if exclude_history:
         scores.scatter_(1, test.histories, float("-inf"))
     expected = 1 + (scores > target_scores).sum(dim=1)  # random weights: no ties
+    recounted = []  # rows counted again from whole rows: with no tie, none (an excluded target included)
+    whole_rows = ranking._items_ahead
+    monkeypatch.setattr(ranking, "_items_ahead", lambda scores, *rest: recounted.append(len(scores)) or whole_rows(scores, *rest))
     ranks = target_ranks(model, test, batch_size=128, exclude_history=exclude_history)
     assert torch.equal(ranks, expected)
-    if exclude_history:  # history items ranked above the target are gone (an excluded target: the test above)
+    assert recounted == []
+    if exclude_history:  # history items ranked above the target are gone
         assert (ranks < target_ranks(model, test, batch_size=128)).any()
 
 

@@ -124,7 +124,7 @@ def target_ranks(
             buffers = hidden.new_empty((2, len(users), min(block, len(vectors))))
         excluded = histories if exclude_history else None
         ahead, counted = _items_ahead_by_blocks(hidden, vectors, targets, excluded, buffers[:, : len(users)])
-        if not bool(counted.all()):  # a tie with the target, an excluded target, a NaN: from whole rows
+        if not bool(counted.all()):  # a tie with the target or a NaN: from whole rows
             rows = ~counted
             # the whole batch's product, then its rows: the scores of those rows alone may round differently
             scores = torch.mm(hidden, vectors.T)[rows]
@@ -147,7 +147,8 @@ def _items_ahead_by_blocks(
     The count is by float sums, as in `_items_ahead`. It is the whole answer where the target's own column
     holds its score (computed apart, from the same product of the same two vectors) and no other item ties
     with it; other rows (False) need `_items_ahead` on whole rows. `excluded` [B, L]: item ids scored -inf, the
-    target's own column included (its score is kept); `buffers` [2, B, block]: scores and signs.
+    target's own column included (its score is kept, and its column then counts as lower); `buffers`
+    [2, B, block]: scores and signs.
     """
     n_columns, block = len(vectors), buffers.shape[-1]
     target_score = torch.mm(hidden, vectors[targets].T).diagonal()[:, None]  # [B, 1]
@@ -170,8 +171,9 @@ def _items_ahead_by_blocks(
         signs = torch.sub(scores, target_score, out=buffers[1, :, :width]).sign_()
         difference += signs.sum(dim=1)
         magnitude += signs.abs_().sum(dim=1)
-    # the target's own column is the one equal score; NaN sums fail both tests
-    counted = own_column & (n_columns - magnitude == 1)
+    # the one equal score is the target's own column, or none where it was excluded; NaN sums fail both tests
+    kept = torch.ones_like(own_column) if excluded is None else (excluded != targets[:, None]).all(dim=1)
+    counted = own_column & (n_columns - magnitude == kept.to(magnitude.dtype))
     return ((difference + magnitude) / 2).long().masked_fill(~counted, 0), counted
 
 
