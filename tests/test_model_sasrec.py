@@ -359,6 +359,36 @@ def test_the_last_positions_alone_give_the_full_encoding_there(beauty, attribute
     assert not torch.allclose(picked, full[sequences, (positions + 1) % lengths], atol=1e-3)  # not any position
 
 
+@pytest.mark.parametrize(
+    "kind, share", [("prefix", CODE_MATCHES), ("prefix", EVERY_PAIR), ("equal_levels", EVERY_PAIR), ("cosine", EVERY_PAIR)]
+)
+def test_the_last_layers_bias_rows_are_the_full_bias_rows_to_the_bit(beauty, attribute_codes, kind, share, monkeypatch):
+    # With query positions the last layer's bias is built for those rows alone (from the same code matches, or
+    # the same pairs on the dense path): exactly forward's floats there, and forward's other layers unchanged.
+    monkeypatch.setattr(similarity, "SPARSE_SHARE", share)
+    _, _, histories = beauty
+    vectors = attribute_codes.float().clamp(min=0)
+    bias = SimilarityBias(kind, n_layers=3, n_heads=2, item_codes=attribute_codes, item_vectors=vectors)
+    torch.nn.init.normal_(bias.tables)
+    allowed = allowed_pairs(histories)
+    lengths = (histories != 0).sum(dim=1)
+    positions = torch.randint(0, 50, (len(histories),), generator=torch.Generator().manual_seed(0)) % lengths
+    with torch.no_grad():
+        full = bias(histories, allowed)  # [layers, B, H, L, L]
+        layers = bias.layer_biases(histories, allowed, positions)
+    assert len(layers) == 3 and layers[2].shape == (len(histories), 2, 1, 50)
+    assert all(torch.equal(layers[depth], full[depth]) for depth in (0, 1))
+    rows = full[2, torch.arange(len(histories)), :, positions]  # [B, H, L]
+    assert torch.equal(layers[2][:, :, 0], rows)
+    assert not torch.equal(layers[2][:, :, 0], full[2, torch.arange(len(histories)), :, (positions + 1) % lengths])
+    # a one-layer model builds only the query rows
+    one_layer = SimilarityBias(kind, n_layers=1, n_heads=2, item_codes=attribute_codes, item_vectors=vectors)
+    with torch.no_grad():
+        one_layer.tables.copy_(bias.tables[2:])
+        (only,) = one_layer.layer_biases(histories, allowed, positions)
+    assert torch.equal(only[:, :, 0], rows)
+
+
 def test_reweighted_model_is_causal(beauty, attribute_codes):
     _, n_items, histories = beauty
     torch.manual_seed(0)

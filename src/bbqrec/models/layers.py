@@ -71,9 +71,9 @@ class TransformerBlock(nn.Module):
     def forward(self, x: Tensor, bias: Tensor, query_positions: Tensor | None = None) -> Tensor:
         """x [B, L, D], bias [B, H or 1, L, L] -> [B, L, D].
 
-        query_positions [B]: only the output at that position of each sequence, [B, 1, D]. Every position is
-        still a key, but one query per sequence skips most of the block: what scoring the next item needs of the
-        last block.
+        query_positions [B]: only the output at that position of each sequence, [B, 1, D]; `bias` is then those
+        queries' rows, [B, H or 1, 1, L]. Every position is still a key, but one query per sequence skips most of
+        the block: what scoring the next item needs of the last block.
         """
         if query_positions is None:
             residual = x
@@ -88,9 +88,8 @@ class TransformerBlock(nn.Module):
     def _attention(self, x: Tensor, bias: Tensor, query_positions: Tensor | None) -> Tensor:
         batch, length, hidden = x.shape
         q, k, v = self.qkv(x).view(batch, length, 3, self.n_heads, -1).permute(2, 0, 3, 1, 4)  # 3 x [B, H, L, Dh]
-        if query_positions is not None:  # one query per sequence: [B, H, 1, Dh], its bias row [B, H or 1, 1, L]
-            sequence = torch.arange(batch, device=x.device)
-            q, bias = q[sequence, :, query_positions, None], bias[sequence, :, query_positions, None]
+        if query_positions is not None:  # one query per sequence: [B, H, 1, Dh]
+            q = q[torch.arange(batch, device=x.device), :, query_positions, None]
         context = F.scaled_dot_product_attention(
             q, k, v, attn_mask=bias, dropout_p=self.attn_dropout if self.training else 0.0
         )  # [B, H, L or 1, Dh]

@@ -190,10 +190,13 @@ class SASRec(nn.Module):
         items = self.item_embedding(item_seq) if vectors is None else F.embedding(item_seq, vectors)
         x = self.dropout(self.input_norm(items + self.position_embedding(positions)))  # [B, L, D]
         allowed = allowed_pairs(item_seq, segments)  # [B, L, L]
-        if self.similarity is None:
+        if self.similarity is not None:  # [B, H, L, L] per layer; the last one [B, H, 1, L] with query positions
+            biases = self.similarity.layer_biases(item_seq, allowed, query_positions)
+        elif query_positions is None:
             biases = [attention_bias(allowed)] * len(self.blocks)  # [B, 1, L, L], shared by every layer
-        else:
-            biases = self.similarity(item_seq, allowed)  # [layers, B, H, L, L]
+        else:  # the last block needs the query positions' rows only: [B, 1, 1, L]
+            query_rows = allowed[torch.arange(len(item_seq), device=item_seq.device), query_positions, None]
+            biases = [attention_bias(allowed)] * (len(self.blocks) - 1) + [attention_bias(query_rows)]
         for depth, (block, bias) in enumerate(zip(self.blocks, biases), start=1):
             x = block(x, bias, query_positions if depth == len(self.blocks) else None)
         return self.final_norm(x if query_positions is None else x[:, 0])

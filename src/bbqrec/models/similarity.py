@@ -156,35 +156,93 @@ class SimilarityBias(nn.Module):
 
         The bias of a position pair is the bias of its item pair; a pair with padding (a padding query, which
         attention never reads back) counts as sharing nothing. The prefix kind adds the table steps of the few
-        code matches to a constant (`_prefix_bias_from_matches`); otherwise, and when matches are many, the bias
+        code matches to a constant (`_PrefixBiasFromMatches`); otherwise, and when matches are many, the bias
         is computed for every pair that attention uses (causal, within one packed sequence).
         """
-        if self.kind == "prefix":
-            matches = self._prefix_matches(item_seq, allowed)
-            if matches is not None:
-                return self._prefix_bias_from_matches(item_seq, allowed, *matches)
-        batch, length = item_seq.shape
-        n_layers, _, n_heads = self.tables.shape
-        row, query, key = allowed.nonzero(as_tuple=True)
-        query_items, key_items = item_seq[row, query], item_seq[row, key]
-        if torch.is_grad_enabled():
-            values = self.pair_bias(query_items, key_items)
-        else:  # nothing is kept for a backward pass: bounded memory in chunks of pairs
-            chunks = zip(query_items.split(PAIRS_PER_CHUNK), key_items.split(PAIRS_PER_CHUNK))
-            values = torch.cat([self.pair_bias(q, k) for q, k in chunks])
-        # written straight into the contiguous [layers, B, H, L, L] layout that attention reads
-        flat = self._layout_index(row, query, key, batch, length)  # [P, layers, H]
-        values = values.view(-1, n_layers, n_heads)
-        bias = values.new_full((n_layers * batch * n_heads * length * length,), MASKED)
-        return bias.index_copy(0, flat.flatten(), values.flatten()).view(n_layers, batch, n_heads, length, length)
+        return self._biases(item_seq, allowed, None)[0]
 
-    def _layout_index(self, row: Tensor, query: Tensor, key: Tensor, batch: int, length: int) -> Tensor:
-        """Where position pairs [P] (row, query, key) lie in the flat [layers, B, H, L, L] bias: [P, layers, H]."""
-        n_layers, _, n_heads = self.tables.shape
+    def layer_biases(self, item_seq: Tensor, allowed: Tensor, query_positions: Tensor | None = None) -> list[Tensor]:
+        """Each layer's bias, as `SASRec.encode` hands them to its blocks: [B, H, L, L] per layer (see `forward`).
+
+        With `query_positions` [B] the last layer's is [B, H, 1, L], the bias row of that one query per sequence:
+        the last block computes nothing else, so the other rows of its bias are not built. The row holds the
+        same floats as `forward`'s (the same code matches, added in the same order).
+        """
+        every_row, query_rows = self._biases(item_seq, allowed, query_positions)
+        return [*every_row, *([] if query_rows is None else query_rows)]
+
+    def _biases(
+        self, item_seq: Tensor, allowed: Tensor, query_positions: Tensor | None
+    ) -> tuple[Tensor, Tensor | None]:
+        """The bias of every query row in the layers before the last ([layers, B, H, L, L]; in every layer without
+        `query_positions`) and of the query positions' rows in the last layer ([1, B, H, 1, L], or None)."""
+        n_layers = self.tables.shape[0]
+        matches = self._prefix_matches(item_seq, allowed) if self.kind == "prefix" else None
+        every_layer = query_positions is None
+        every_row = self._grid_bias(item_seq, allowed, matches, range(n_layers if every_layer else n_layers - 1))
+        if every_layer:
+            return every_row, None
+        sequence = torch.arange(len(item_seq), device=item_seq.device)
+        row_allowed = allowed[sequence, query_positions, None]  # [B, 1, L]
+        if matches is not None:  # the matches of the query rows, in their order
+            row, query, key, step = matches
+            keep = query == query_positions[row]
+            matches = (row[keep], torch.zeros_like(row[keep]), key[keep], step[keep])
+        query_rows = self._grid_bias(item_seq, row_allowed, matches, range(n_layers - 1, n_layers), query_positions)
+        return every_row, query_rows
+
+    def _grid_bias(
+        self,
+        item_seq: Tensor,
+        allowed: Tensor,
+        matches: tuple[Tensor, ...] | None,
+        layers: range,
+        query_positions: Tensor | None = None,
+    ) -> Tensor:
+        """The bias [len(layers), B, H, Q, L] of a grid of query rows: `allowed` [B, Q, L] says which pairs
+        attention uses. Its rows are the positions 0..L-1 (Q = L), or with `query_positions` [B] one row per
+        sequence (Q = 1). `matches`: `_prefix_matches` of those rows (their query index in the grid), or None for
+        the dense path. Every table column is computed and the layers' ones kept, so the floats do not depend
+        on which layers are asked for."""
+        batch, n_queries, length = allowed.shape
+        n_heads = self.tables.shape[2]
+        if not layers:
+            return self.tables.new_empty((0, batch, n_heads, n_queries, length))
+        columns = slice(layers.start * n_heads, layers.stop * n_heads)
+        if query_positions is None:
+            query_items = item_seq
+        else:
+            query_items = item_seq.gather(1, query_positions[:, None])  # [B, 1]
+        if matches is not None:
+            row, query, key, step = matches
+            same = allowed & (query_items[:, :, None] == item_seq[:, None, :])
+            flat = self._layout_index(row, query, key, len(layers), batch, n_queries, length).flatten()
+            steps, no_prefix, same_item = (part[..., columns] for part in self._prefix_rows())
+            shape = (len(layers), batch, n_heads, n_queries, length)
+            return _PrefixBiasFromMatches.apply(steps, no_prefix, same_item, allowed, same, flat, step, shape)
+        row, query, key = allowed.nonzero(as_tuple=True)
+        query_item, key_item = query_items[row, query], item_seq[row, key]
+        if torch.is_grad_enabled():
+            values = self.pair_bias(query_item, key_item)
+        else:  # nothing is kept for a backward pass: bounded memory in chunks of pairs
+            chunks = zip(query_item.split(PAIRS_PER_CHUNK), key_item.split(PAIRS_PER_CHUNK))
+            values = torch.cat([self.pair_bias(q, k) for q, k in chunks])
+        # written straight into the contiguous [layers, B, H, Q, L] layout that attention reads
+        flat = self._layout_index(row, query, key, len(layers), batch, n_queries, length)  # [P, layers, H]
+        values = values[:, columns].reshape(-1, len(layers), n_heads)
+        bias = values.new_full((len(layers) * batch * n_heads * n_queries * length,), MASKED)
+        shape = (len(layers), batch, n_heads, n_queries, length)
+        return bias.index_copy(0, flat.flatten(), values.flatten()).view(shape)
+
+    def _layout_index(
+        self, row: Tensor, query: Tensor, key: Tensor, n_layers: int, batch: int, n_queries: int, length: int
+    ) -> Tensor:
+        """Where position pairs [P] (row, query, key) lie in a flat [layers, B, H, Q, L] bias: [P, layers, H]."""
+        n_heads = self.tables.shape[2]
         layer = torch.arange(n_layers, device=row.device)[:, None]
         head = torch.arange(n_heads, device=row.device)
         rows = (layer * batch + row[:, None, None]) * n_heads + head  # [P, layers, H]
-        return (rows * length + query[:, None, None]) * length + key[:, None, None]
+        return (rows * n_queries + query[:, None, None]) * length + key[:, None, None]
 
     def _prefix_matches(self, item_seq: Tensor, allowed: Tensor) -> tuple[Tensor, ...] | None:
         """Every allowed pair of different items whose level-l prefix ids agree in streams m (query) and n (key):
@@ -250,19 +308,6 @@ class SimilarityBias(nn.Module):
         """The level comparisons of the every-pair path: allowed pairs x M*M stream pairs x levels."""
         return int(allowed.sum()) * self.n_streams**2 * self.n_levels
 
-    def _prefix_bias_from_matches(
-        self, item_seq: Tensor, allowed: Tensor, row: Tensor, query: Tensor, key: Tensor, step: Tensor
-    ) -> Tensor:
-        """The prefix bias [layers, B, H, L, L] from `_prefix_matches` (see `_prefix_bias`): an allowed pair of
-        different items gets w[0] summed over the stream pairs plus the level step w[l] - w[l-1] of each match,
-        a pair of the same item the "self" rows, a forbidden pair `MASKED`."""
-        batch, length = item_seq.shape
-        n_layers, _, n_heads = self.tables.shape
-        same = allowed & (item_seq[:, :, None] == item_seq[:, None, :])
-        flat = self._layout_index(row, query, key, batch, length).flatten()
-        shape = (n_layers, batch, n_heads, length, length)
-        return _PrefixBiasFromMatches.apply(*self._prefix_rows(), allowed, same, flat, step, shape)
-
     def _equal_levels(self, query_items: Tensor, key_items: Tensor) -> Tensor:
         """Level by level, whether the level keys of every stream pair are equal: [P] twice -> [P, M*M*levels].
 
@@ -304,7 +349,10 @@ class SimilarityBias(nn.Module):
 
 
 class _PrefixBiasFromMatches(torch.autograd.Function):
-    """Writes the prefix bias into the [layers, B, H, L, L] layout and sums its gradient back into the table rows.
+    """Writes the prefix bias into the [layers, B, H, Q, L] layout and sums its gradient back into the table rows.
+
+    An allowed pair of different items gets w[0] summed over the stream pairs plus the level step w[l] - w[l-1] of
+    each code match (see `_prefix_bias`), a pair of the same item the "self" rows, a forbidden pair `MASKED`.
 
     Autograd through `torch.where` and an in-place `index_add_` would keep full-size zero and copy tensors for
     the backward pass; here the gradient of the two constant rows is one masked sum over the grid and that of
@@ -313,7 +361,7 @@ class _PrefixBiasFromMatches(torch.autograd.Function):
 
     @staticmethod
     def forward(ctx, steps, no_prefix, same_item, allowed, same, flat, step, shape):
-        # allowed, same [B, L, L]: the pairs attention uses, and those of them that hold the same item
+        # allowed, same [B, Q, L]: the pairs attention uses, and those of them that hold the same item
         n_layers, _, n_heads, _, _ = shape
         forbidden = ~allowed
         bias = steps.new_empty(shape)
@@ -330,10 +378,10 @@ class _PrefixBiasFromMatches(torch.autograd.Function):
     @staticmethod
     def backward(ctx, grad):
         allowed, same, flat, step = ctx.saved_tensors
-        n_layers, batch, n_heads, length, _ = grad.shape
+        n_layers, batch, n_heads, n_queries, length = grad.shape
         grad = grad.contiguous()
-        # per sequence b, [H, L*L] @ [L*L, 2] sums its different-item and same-item pairs; then over sequences
-        kinds = torch.stack([allowed & ~same, same], dim=-1).to(grad.dtype).view(batch, length * length, 2)
+        # per sequence b, [H, Q*L] @ [Q*L, 2] sums its different-item and same-item pairs; then over sequences
+        kinds = torch.stack([allowed & ~same, same], dim=-1).to(grad.dtype).view(batch, n_queries * length, 2)
         per_layer = grad.view(n_layers, batch, n_heads, -1)
         constant = torch.stack([torch.bmm(per_layer[layer], kinds).sum(dim=0) for layer in range(n_layers)])
         at_matches = grad.view(-1)[flat].view(-1, n_layers * n_heads)
