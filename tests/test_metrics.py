@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import subprocess
 import sys
 
@@ -56,11 +57,6 @@ class FixedScores(nn.Module):
     def last_hidden(self, histories: torch.Tensor, vectors: torch.Tensor | None = None) -> torch.Tensor:
         return torch.ones(len(histories), 1)
 
-    def score(self, histories: torch.Tensor, out: torch.Tensor | None = None) -> torch.Tensor:
-        scores = torch.mm(self.last_hidden(histories), self.item_vectors().T, out=out)
-        scores[:, 0] = float("-inf")
-        return scores
-
 
 def _eval_set(histories, targets):
     frame = pl.DataFrame({"user_id": list(range(1, len(targets) + 1)), "history": histories, "target": targets})
@@ -88,7 +84,10 @@ def test_ties_go_to_the_smaller_id_as_in_the_list_and_history_exclusion_keeps_th
     assert listed.sort("user_id")["rank"].to_list() == [3, 5, 4]
 
 
-def test_recommendations_break_ties_by_item_id_and_skip_padding_and_history():
+@pytest.mark.parametrize("items_per_block", [2048, 2])  # one block, or three (items 0-1, 2-3, 4-5)
+def test_recommendations_break_ties_by_item_id_and_skip_padding_and_history(items_per_block, monkeypatch):
+    # With blocks of 2, the tied items 1 and 3 lie in two blocks: the merge must still put item 1 first.
+    monkeypatch.setattr(ranking, "ITEMS_PER_BLOCK", items_per_block)
     data = _eval_set([[2, 1], [3]], [1, 4])
     top = recommend(FixedScores(), data, k=5)
     # scores 2: .9, 5: .7, 1: .5, 3: .5 (tie -> smaller id first), 4: .1; padding 0 never appears
@@ -166,6 +165,27 @@ def test_ranks_counted_by_blocks_of_items_equal_a_count_over_whole_rows(beauty_m
     assert recounted == []
     if exclude_history:  # history items ranked above the target are gone
         assert (ranks < target_ranks(model, test, batch_size=128)).any()
+
+
+@pytest.mark.parametrize("exclude_history", [False, True])
+def test_recommendations_by_blocks_of_items_equal_the_top_k_of_whole_rows(beauty_model_and_test, exclude_history, monkeypatch):
+    # 13 blocks of 1,000 of Beauty's 12,102 columns against one block (`_top_k` of whole rows). Items share their
+    # vector in runs of 7 ids, so every list is full of ties, some across blocks (ids 994-1000) and across the
+    # 20th place.
+    model, test = beauty_model_and_test
+    model = copy.deepcopy(model)  # the fixture's model serves the whole module
+    with torch.no_grad():
+        ids = torch.arange(1, model.config.n_items + 1)
+        model.item_embedding.weight[1:] = model.item_embedding.weight[1 + (ids - 1) // 7 * 7].clone()
+    lists = {}
+    for items_per_block, k in ((10**6, 21), (10**6, 20), (1000, 20)):
+        monkeypatch.setattr(ranking, "ITEMS_PER_BLOCK", items_per_block)
+        lists[items_per_block, k] = recommend(model, test, k=k, batch_size=128, exclude_history=exclude_history)
+    whole_rows, blocks = lists[10**6, 20], lists[1000, 20]
+    assert blocks.height == 500 * 20 and blocks.equals(whole_rows)
+    places = lists[10**6, 21].filter(pl.col("rank") >= 20).pivot("rank", index="user_id", values="score")
+    assert places.filter(pl.col("20") == pl.col("21")).height > 50  # ties the smaller-id rule decides
+    assert (blocks["item_id"] % 1000 == 0).any()  # lists that reach the last id of a block
 
 
 def test_the_float_count_of_items_ahead_equals_the_mask_count_with_ties_nan_and_infinities():

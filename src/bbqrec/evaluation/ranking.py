@@ -1,8 +1,9 @@
 """Full ranking over all items: target ranks for the metrics, and top-k recommendations.
 
-Scores come from the model's `score` (padding column 0 is -inf, so padding is never ranked). With
-`exclude_history`, items of the user's history are removed from the ranking, except the target itself.
-Recommendations are exact either way: by a matmul over all items, or by a faiss IndexFlatIP search (exact
+Scores are the products of each user's last hidden state with every item's vector, as the model's `score`
+makes them (padding column 0 is -inf, so padding is never ranked), computed a block of items at a time on a
+CPU. With `exclude_history`, items of the user's history are removed from the ranking, except the target itself.
+Recommendations are exact either way: by matrix products over all items, or by a faiss IndexFlatIP search (exact
 inner product) whose candidates are filtered the same way. Ties are broken by the smaller item id.
 """
 
@@ -97,13 +98,6 @@ def _padded_rows(lists: pl.Series, rows: Tensor) -> Tensor:
     return pad_sequences(batch, max(1, int(batch.list.len().max() or 0)))
 
 
-def _masked_scores(model: SASRec, histories: Tensor, excluded: Tensor | None) -> Tensor:
-    scores = model.score(histories)  # [B, N+1], column 0 = -inf
-    if excluded is not None:
-        scores.scatter_(1, excluded, float("-inf"))
-    return scores
-
-
 @torch.no_grad()
 def target_ranks(
     model: SASRec, data: EvalSet, batch_size: int = 256, exclude_history: bool = False
@@ -163,11 +157,8 @@ def _items_ahead_by_blocks(
             scores[:, 0] = float("-inf")  # padding is never ranked
         here = (targets >= start) & (targets < start + width)
         own_column[here] = scores[users[here], targets[here] - start] == target_score[here, 0]
-        if excluded is not None:  # -inf at the excluded ids inside this block (amin: others keep their score)
-            column = excluded - start
-            inside = (column >= 0) & (column < width)
-            marks = torch.where(inside, float("-inf"), float("inf"))
-            scores.scatter_reduce_(1, column.clamp(0, width - 1), marks, "amin")
+        if excluded is not None:
+            _exclude_in_block(scores, excluded, start)
         signs = torch.sub(scores, target_score, out=buffers[1, :, :width]).sign_()
         difference += signs.sum(dim=1)
         magnitude += signs.abs_().sum(dim=1)
@@ -175,6 +166,16 @@ def _items_ahead_by_blocks(
     kept = torch.ones_like(own_column) if excluded is None else (excluded != targets[:, None]).all(dim=1)
     counted = own_column & (n_columns - magnitude == kept.to(magnitude.dtype))
     return ((difference + magnitude) / 2).long().masked_fill(~counted, 0), counted
+
+
+def _exclude_in_block(scores: Tensor, excluded: Tensor, start: int) -> None:
+    """Scores -inf, in place, at the ids of `excluded` [B, L] that fall in the block of items start.. of `scores`
+    [B, width]; the other columns keep their score (amin against +inf)."""
+    width = scores.shape[1]
+    column = excluded - start
+    inside = (column >= 0) & (column < width)
+    marks = torch.where(inside, float("-inf"), float("inf"))
+    scores.scatter_reduce_(1, column.clamp(0, width - 1), marks, "amin")
 
 
 def _items_ahead(scores: Tensor, target_score: Tensor, targets: Tensor, signs: Tensor) -> Tensor:
@@ -234,9 +235,13 @@ def recommend(
                 "install it or use 'matmul' (the same recommendations)"
             ) from error
         faiss.omp_set_num_threads(torch.get_num_threads())  # the stage's thread budget, not every core
-        vectors = model.item_vectors()[1:].float().cpu().numpy()  # items 1..N; padding never indexed
-        index = faiss.IndexFlatIP(vectors.shape[1])
-        index.add(np.ascontiguousarray(vectors))
+        catalogue = model.item_vectors()[1:].float().cpu().numpy()  # items 1..N; padding never indexed
+        index = faiss.IndexFlatIP(catalogue.shape[1])
+        index.add(np.ascontiguousarray(catalogue))
+    else:  # exact products, a block of items at a time (`_top_k_by_blocks`)
+        vectors = model.item_vectors()  # [N+1, D]
+        block = ITEMS_PER_BLOCK if device.type == "cpu" else len(vectors)
+        buffer = vectors.new_empty((min(batch_size, len(data.user_ids)), min(block, len(vectors))))
     items = torch.zeros(len(data.user_ids), k, dtype=torch.long)
     scores = torch.zeros(len(data.user_ids), k)
     for users, histories in _batches(data, batch_size, device):
@@ -244,7 +249,8 @@ def recommend(
         if exclude_history:
             excluded = histories if seen is None else _padded_rows(seen, users).to(device)
         if index is None:
-            batch_scores, batch_items = _top_k(_masked_scores(model, histories, excluded), k)
+            hidden = model.last_hidden(histories, vectors)
+            batch_scores, batch_items = _top_k_by_blocks(hidden, vectors, k, excluded, buffer[: len(users)])
         else:
             batch_scores, batch_items = _faiss_top_k(model, index, histories, k, excluded)
         items[users], scores[users] = batch_items.cpu(), batch_scores.cpu().float()
@@ -260,6 +266,35 @@ def recommend(
             "score": scores.flatten().numpy().astype(np.float32)[listed],
         }
     )
+
+
+def _top_k_by_blocks(
+    hidden: Tensor, vectors: Tensor, k: int, excluded: Tensor | None, buffer: Tensor
+) -> tuple[Tensor, Tensor]:
+    """`_top_k` of the scores [B, N+1] of `hidden` [B, D] against `vectors` [N+1, D], padding and `excluded` ids
+    scored -inf, made a block of items at a time (the width of `buffer` [B, block]) and never as a whole matrix.
+
+    Each block's k best join the k best so far in one stable sort by score: the earlier blocks' items, which
+    have the smaller ids, come first among equal scores, so ties go to the smaller id as over whole rows.
+    """
+    n_columns, block = len(vectors), buffer.shape[-1]
+    best_scores, best_items = None, None
+    for start in range(0, n_columns, block):
+        width = min(block, n_columns - start)
+        scores = torch.mm(hidden, vectors[start : start + width].T, out=buffer[:, :width])
+        if start == 0:
+            scores[:, 0] = float("-inf")  # padding is never ranked
+        if excluded is not None:
+            _exclude_in_block(scores, excluded, start)
+        block_scores, block_items = _top_k(scores, min(k, width))
+        block_items += start
+        if best_scores is None:
+            best_scores, best_items = block_scores, block_items
+            continue
+        joined_scores, joined_items = torch.cat([best_scores, block_scores], 1), torch.cat([best_items, block_items], 1)
+        order = torch.sort(joined_scores, dim=1, descending=True, stable=True).indices[:, :k]
+        best_scores, best_items = joined_scores.gather(1, order), joined_items.gather(1, order)
+    return best_scores, best_items
 
 
 def _top_k(scores: Tensor, k: int) -> tuple[Tensor, Tensor]:
