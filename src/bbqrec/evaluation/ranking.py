@@ -108,14 +108,13 @@ def target_ranks(
     model.eval()
     device = next(model.parameters()).device
     vectors = model.item_vectors()  # [N+1, D]; row 0 (padding) is scored -inf
-    block = ITEMS_PER_BLOCK if device.type == "cpu" else len(vectors)
     ranks = torch.zeros(len(data.targets), dtype=torch.long)
     buffers = None  # the first batch is the largest: later ones write into its blocks
     for users, histories in _batches(data, batch_size, device):
         hidden = model.last_hidden(histories, vectors)  # [B, D]
         targets = data.targets[users].to(device)
         if buffers is None:
-            buffers = hidden.new_empty((2, len(users), min(block, len(vectors))))
+            buffers = hidden.new_empty((2, len(users), _items_per_block(vectors)))
         excluded = histories if exclude_history else None
         ahead, counted = _items_ahead_by_blocks(hidden, vectors, targets, excluded, buffers[:, : len(users)])
         if not bool(counted.all()):  # a tie with the target or a NaN: from whole rows
@@ -144,17 +143,13 @@ def _items_ahead_by_blocks(
     target's own column included (its score is kept, and its column then counts as lower); `buffers`
     [2, B, block]: scores and signs.
     """
-    n_columns, block = len(vectors), buffers.shape[-1]
     target_score = torch.mm(hidden, vectors[targets].T).diagonal()[:, None]  # [B, 1]
     difference = hidden.new_zeros(len(hidden))  # sum of sign(score - target score): higher - lower
     magnitude = hidden.new_zeros(len(hidden))  # sum of |sign|: higher + lower
     own_column = torch.zeros(len(hidden), dtype=torch.bool, device=hidden.device)
     users = torch.arange(len(hidden), device=hidden.device)
-    for start in range(0, n_columns, block):
-        width = min(block, n_columns - start)
-        scores = torch.mm(hidden, vectors[start : start + width].T, out=buffers[0, :, :width])
-        if start == 0:
-            scores[:, 0] = float("-inf")  # padding is never ranked
+    for start, scores in _score_blocks(hidden, vectors, buffers[0]):
+        width = scores.shape[1]
         here = (targets >= start) & (targets < start + width)
         own_column[here] = scores[users[here], targets[here] - start] == target_score[here, 0]
         if excluded is not None:
@@ -164,8 +159,25 @@ def _items_ahead_by_blocks(
         magnitude += signs.abs_().sum(dim=1)
     # the one equal score is the target's own column, or none where it was excluded; NaN sums fail both tests
     kept = torch.ones_like(own_column) if excluded is None else (excluded != targets[:, None]).all(dim=1)
-    counted = own_column & (n_columns - magnitude == kept.to(magnitude.dtype))
+    counted = own_column & (len(vectors) - magnitude == kept.to(magnitude.dtype))
     return ((difference + magnitude) / 2).long().masked_fill(~counted, 0), counted
+
+
+def _items_per_block(vectors: Tensor) -> int:
+    """How many items `_score_blocks` scores at a time: `ITEMS_PER_BLOCK` on a CPU, all of them on a GPU."""
+    return min(ITEMS_PER_BLOCK, len(vectors)) if vectors.device.type == "cpu" else len(vectors)
+
+
+def _score_blocks(hidden: Tensor, vectors: Tensor, buffer: Tensor):
+    """(start, scores [B, width]) of `hidden` [B, D] against each block of `vectors` [N+1, D], written into
+    `buffer` [B, block]: the score matrix a block of items at a time. Padding (column 0) is scored -inf."""
+    n_columns, block = len(vectors), buffer.shape[-1]
+    for start in range(0, n_columns, block):
+        width = min(block, n_columns - start)
+        scores = torch.mm(hidden, vectors[start : start + width].T, out=buffer[:, :width])
+        if start == 0:
+            scores[:, 0] = float("-inf")  # padding is never ranked
+        yield start, scores
 
 
 def _exclude_in_block(scores: Tensor, excluded: Tensor, start: int) -> None:
@@ -240,8 +252,7 @@ def recommend(
         index.add(np.ascontiguousarray(catalogue))
     else:  # exact products, a block of items at a time (`_top_k_by_blocks`)
         vectors = model.item_vectors()  # [N+1, D]
-        block = ITEMS_PER_BLOCK if device.type == "cpu" else len(vectors)
-        buffer = vectors.new_empty((min(batch_size, len(data.user_ids)), min(block, len(vectors))))
+        buffer = vectors.new_empty((min(batch_size, len(data.user_ids)), _items_per_block(vectors)))
     items = torch.zeros(len(data.user_ids), k, dtype=torch.long)
     scores = torch.zeros(len(data.user_ids), k)
     for users, histories in _batches(data, batch_size, device):
@@ -277,16 +288,11 @@ def _top_k_by_blocks(
     Each block's k best join the k best so far in one stable sort by score: the earlier blocks' items, which
     have the smaller ids, come first among equal scores, so ties go to the smaller id as over whole rows.
     """
-    n_columns, block = len(vectors), buffer.shape[-1]
     best_scores, best_items = None, None
-    for start in range(0, n_columns, block):
-        width = min(block, n_columns - start)
-        scores = torch.mm(hidden, vectors[start : start + width].T, out=buffer[:, :width])
-        if start == 0:
-            scores[:, 0] = float("-inf")  # padding is never ranked
+    for start, scores in _score_blocks(hidden, vectors, buffer):
         if excluded is not None:
             _exclude_in_block(scores, excluded, start)
-        block_scores, block_items = _top_k(scores, min(k, width))
+        block_scores, block_items = _top_k(scores, min(k, scores.shape[1]))
         block_items += start
         if best_scores is None:
             best_scores, best_items = block_scores, block_items
