@@ -381,6 +381,12 @@ def test_the_last_layers_bias_rows_are_the_full_bias_rows_to_the_bit(beauty, att
     rows = full[2, torch.arange(len(histories)), :, positions]  # [B, H, L]
     assert torch.equal(layers[2][:, :, 0], rows)
     assert not torch.equal(layers[2][:, :, 0], full[2, torch.arange(len(histories)), :, (positions + 1) % lengths])
+    # the rows carry the table gradient of those rows (the match path's autograd Function with one query row)
+    weights = torch.randn(rows.shape, generator=torch.Generator().manual_seed(1))
+    (bias.layer_biases(histories, allowed, positions)[2][:, :, 0] * weights).sum().backward()
+    from_rows, bias.tables.grad = bias.tables.grad, None
+    (bias(histories, allowed)[2, torch.arange(len(histories)), :, positions] * weights).sum().backward()
+    assert torch.allclose(from_rows, bias.tables.grad, rtol=1e-5, atol=1e-5) and from_rows[2].abs().sum() > 0
     # a one-layer model builds only the query rows
     one_layer = SimilarityBias(kind, n_layers=1, n_heads=2, item_codes=attribute_codes, item_vectors=vectors)
     with torch.no_grad():
